@@ -1,0 +1,282 @@
+// Fused Mamba-1 selective scan, parallel over the sequence as well as channels.
+//
+// Per batch b, token l, channel e and state n (A already negative, -exp(A_log)):
+//   dt     = softplus(delta[b,l,e] + delta_bias[e])      (softplus(v) = v for v > 20)
+//   s[n]   = exp(dt * A[e,n]) * s[n] + dt * B[b,l,n] * u[b,l,e]
+//   y      = (sum_n s[n] * C[b,l,n] + D[e] * u[b,l,e]) * silu(z[b,l,e])
+// The expanded (b, e, l, n) tensors never reach device memory: each thread keeps
+// NT states of one channel in registers, and G = NPAD / NT neighbouring lanes
+// share one channel when N is larger than NT (their partial y are summed with
+// warp shuffles).
+//
+// The sequence is cut into `nchunks` chunks so that a batch-1 input with few
+// channels still fills the GPU. The recurrence is affine in s, so a chunk is
+// summarised by (sum of dt over the chunk, end state from a zero start):
+//   1. scan_chunk_state_*: every chunk but the last, from a zero start (chunk 0
+//      from the initial state), writes its end state and its sum of dt.
+//   2. scan_combine: per (b, e, n), walks the chunks in order and turns the
+//      summaries into each chunk's true start state (in place).
+//   3. scan_output_*: every chunk again, from its true start, writes y; the last
+//      chunk writes the final state.
+// With nchunks == 1 only pass 3 runs.
+//
+// Layouts (element strides, so u and z can be halves of one (L, 2E) in_proj
+// output and B, C slices of one (L, R + 2N) x_proj output):
+//   u, delta, z, y : (batch, L, E)  element [b, l, e] at b * bs + l * rs + e
+//   B, C           : (batch, L, N)  element [b, l, n] at b * bs + l * rs + n
+//   A              : (E, N) f32;  D, delta_bias: (E) f32
+//   s0, s_final    : (batch, E, N) f32, contiguous
+//   chunk_state    : (batch, nchunks, E, NPAD) f32 workspace
+//   chunk_dsum     : (batch, nchunks, E) f32 workspace
+// bf16 values travel as their raw 16 bits (unsigned short); all arithmetic is f32.
+
+#define SCAN_THREADS 128
+#define SCAN_GROUP 4  // tokens loaded together before they are used
+
+struct ScanParams {
+    const void* u;
+    const void* delta;
+    const void* z;            // may be null: no gate
+    const void* B;
+    const void* C;
+    const float* A;
+    const float* D;           // may be null
+    const float* delta_bias;  // may be null
+    const float* s0;          // may be null: zero initial state
+    void* y;
+    float* s_final;
+    float* chunk_state;
+    float* chunk_dsum;
+    long long u_bs, u_rs;
+    long long delta_bs, delta_rs;
+    long long z_bs, z_rs;
+    long long B_bs, B_rs;
+    long long C_bs, C_rs;
+    long long y_bs, y_rs;
+    int batch;
+    int L;
+    int E;
+    int N;
+    int G;          // lanes per channel
+    int npad;       // N rounded up to G * NT
+    int chunk_len;  // tokens per chunk
+    int nchunks;
+    int tile_len;   // tokens of B and C staged in shared memory at once
+};
+
+__device__ __forceinline__ float load_f(const float* p) { return __ldg(p); }
+__device__ __forceinline__ float load_f(const unsigned short* p) {
+    return __uint_as_float(((unsigned int)__ldg(p)) << 16);
+}
+__device__ __forceinline__ void store_f(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_f(unsigned short* p, float v) {
+    // Round to nearest even; NaN stays NaN.
+    unsigned int x = __float_as_uint(v);
+    unsigned short r;
+    if ((x & 0x7fffffffu) > 0x7f800000u) {
+        r = (unsigned short)((x >> 16) | 0x40u);
+    } else {
+        x += 0x7fffu + ((x >> 16) & 1u);
+        r = (unsigned short)(x >> 16);
+    }
+    *p = r;
+}
+
+__device__ __forceinline__ float fast_exp2(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ float softplus(float v) {
+    return v > 20.0f ? v : log1pf(expf(v));
+}
+
+// NT consecutive floats of a shared-memory row; 16-byte loads when NT allows
+// (rows start at multiples of NPAD = G * NT floats, so they are aligned).
+template <int NT>
+__device__ __forceinline__ void load_row(const float* row, float (&v)[NT]) {
+    if constexpr (NT % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < NT / 4; ++k) {
+            const float4 w = reinterpret_cast<const float4*>(row)[k];
+            v[4 * k] = w.x;
+            v[4 * k + 1] = w.y;
+            v[4 * k + 2] = w.z;
+            v[4 * k + 3] = w.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < NT; ++k) v[k] = row[k];
+    }
+}
+
+#define LOG2E 1.4426950408889634f
+
+// One (batch, chunk, block of channels) per thread block.
+template <typename T, int NT, bool OUTPUT>
+__device__ __forceinline__ void scan_body(const ScanParams& p) {
+    extern __shared__ float smem[];  // sB[tile_len][NPAD], then sC[tile_len][NPAD]
+    const int G = p.G;
+    const int NPAD = p.npad;  // == G * NT
+    const int tid = threadIdx.x;
+    const int g = tid % G;
+    const int e_raw = blockIdx.x * (SCAN_THREADS / G) + tid / G;
+    const bool e_ok = e_raw < p.E;
+    const int e = e_ok ? e_raw : p.E - 1;  // out-of-range lanes compute, never write
+    const int c = blockIdx.y;
+    const int b = blockIdx.z;
+    const int n0 = g * NT;
+
+    float* sB = smem;
+    float* sC = smem + p.tile_len * NPAD;
+    const int tile_elems = p.tile_len * NPAD;
+    // Padded states (n >= N) keep B = C = 0, so their s stays 0.
+    for (int i = tid; i < 2 * tile_elems; i += SCAN_THREADS) smem[i] = 0.0f;
+
+    float A2[NT];
+    float s[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        const int n = n0 + j;
+        A2[j] = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
+        s[j] = 0.0f;
+    }
+    if (c == 0) {
+        if (p.s0 != nullptr) {
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                const int n = n0 + j;
+                if (n < p.N) s[j] = p.s0[((long long)b * p.E + e) * p.N + n];
+            }
+        }
+    } else if (OUTPUT) {
+        const float* st = p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD + n0;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) s[j] = st[j];
+    }
+    const float bias = p.delta_bias != nullptr ? p.delta_bias[e] : 0.0f;
+    const float Dv = (OUTPUT && p.D != nullptr) ? p.D[e] : 0.0f;
+    const bool has_z = OUTPUT && p.z != nullptr;
+
+    const T* u = (const T*)p.u + (long long)b * p.u_bs + e;
+    const T* dl = (const T*)p.delta + (long long)b * p.delta_bs + e;
+    const T* zp = has_z ? (const T*)p.z + (long long)b * p.z_bs + e : nullptr;
+    const T* Bp = (const T*)p.B + (long long)b * p.B_bs;
+    const T* Cp = (const T*)p.C + (long long)b * p.C_bs;
+    T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + e : nullptr;
+
+    const int t_begin = c * p.chunk_len;
+    const int t_end = min(p.L, t_begin + p.chunk_len);
+    float dsum = 0.0f;
+
+    for (int t0 = t_begin; t0 < t_end; t0 += p.tile_len) {
+        const int nt = min(p.tile_len, t_end - t0);
+        __syncthreads();  // the previous tile is consumed (and the zero fill done)
+        for (int i = tid; i < nt * p.N; i += SCAN_THREADS) {
+            const int tt = i / p.N;
+            const int n = i - tt * p.N;
+            sB[tt * NPAD + n] = load_f(Bp + (long long)(t0 + tt) * p.B_rs + n);
+            if (OUTPUT) sC[tt * NPAD + n] = load_f(Cp + (long long)(t0 + tt) * p.C_rs + n);
+        }
+        __syncthreads();
+
+        for (int tt = 0; tt < nt; tt += SCAN_GROUP) {
+            float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
+#pragma unroll
+            for (int q = 0; q < SCAN_GROUP; ++q) {
+                const bool ok = tt + q < nt;
+                const long long t = t0 + tt + q;
+                uu[q] = ok ? load_f(u + t * p.u_rs) : 0.0f;
+                dd[q] = ok ? load_f(dl + t * p.delta_rs) : 0.0f;
+                zz[q] = (ok && has_z) ? load_f(zp + t * p.z_rs) : 0.0f;
+            }
+#pragma unroll
+            for (int q = 0; q < SCAN_GROUP; ++q) {
+                const bool ok = tt + q < nt;
+                // A padding token (ok == false) has dt = 0: s passes through unchanged.
+                const float dt = ok ? softplus(dd[q] + bias) : 0.0f;
+                dsum += dt;
+                const float du = dt * uu[q];
+                float bv[NT], cv[NT];
+                load_row<NT>(sB + (tt + q) * NPAD + n0, bv);
+                if (OUTPUT) load_row<NT>(sC + (tt + q) * NPAD + n0, cv);
+                float acc = 0.0f;
+#pragma unroll
+                for (int j = 0; j < NT; ++j) {
+                    const float dA = fast_exp2(dt * A2[j]);
+                    s[j] = fmaf(dA, s[j], du * bv[j]);
+                    if (OUTPUT) acc = fmaf(s[j], cv[j], acc);
+                }
+                if (OUTPUT) {
+                    for (int off = G >> 1; off > 0; off >>= 1)
+                        acc += __shfl_xor_sync(0xffffffffu, acc, off);
+                    if (ok && e_ok && g == 0) {
+                        float out = fmaf(Dv, uu[q], acc);
+                        if (has_z) out *= zz[q] / (1.0f + expf(-zz[q]));
+                        store_f(yp + (long long)(t0 + tt + q) * p.y_rs, out);
+                    }
+                }
+            }
+        }
+    }
+
+    if (!e_ok) return;
+    if (OUTPUT) {
+        if (c == p.nchunks - 1) {
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                const int n = n0 + j;
+                if (n < p.N) p.s_final[((long long)b * p.E + e) * p.N + n] = s[j];
+            }
+        }
+    } else {
+        float* st = p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD + n0;
+#pragma unroll
+        for (int j = 0; j < NT; ++j) st[j] = s[j];
+        if (g == 0) p.chunk_dsum[((long long)b * p.nchunks + c) * p.E + e] = dsum;
+    }
+}
+
+// Pass 2: one thread per (b, e, n < NPAD). Slot c of chunk_state holds, on entry,
+// chunk c's end state from a zero start (chunk 0: from s0), and on exit chunk c's
+// true start state (c >= 1; slot 0 is left as it was).
+extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanParams p) {
+    const int NPAD = p.npad;
+    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long per_batch = (long long)p.E * NPAD;
+    if (idx >= per_batch * p.batch) return;
+    const int b = (int)(idx / per_batch);
+    const long long en = idx - (long long)b * per_batch;  // e * NPAD + n
+    const int e = (int)(en / NPAD);
+    const int n = (int)(en - (long long)e * NPAD);
+    const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
+    const long long cstride = per_batch;  // from chunk c to c + 1
+    float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
+    const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;
+    float carry = st[0];
+    for (int c = 1; c < p.nchunks; ++c) {
+        const bool last = c == p.nchunks - 1;
+        const float h = last ? 0.0f : st[c * cstride];
+        const float d = last ? 0.0f : ds[(long long)c * p.E];
+        st[c * cstride] = carry;
+        carry = fmaf(fast_exp2(A2 * d), carry, h);
+    }
+}
+
+#define SCAN_INSTANTIATE(T, TN, NT)                                                         \
+    extern "C" __global__ void __launch_bounds__(SCAN_THREADS)                              \
+        scan_chunk_state_##TN##_nt##NT(ScanParams p) { scan_body<T, NT, false>(p); }        \
+    extern "C" __global__ void __launch_bounds__(SCAN_THREADS)                              \
+        scan_output_##TN##_nt##NT(ScanParams p) { scan_body<T, NT, true>(p); }
+
+SCAN_INSTANTIATE(float, f32, 1)
+SCAN_INSTANTIATE(float, f32, 2)
+SCAN_INSTANTIATE(float, f32, 4)
+SCAN_INSTANTIATE(float, f32, 8)
+SCAN_INSTANTIATE(float, f32, 16)
+SCAN_INSTANTIATE(unsigned short, bf16, 1)
+SCAN_INSTANTIATE(unsigned short, bf16, 2)
+SCAN_INSTANTIATE(unsigned short, bf16, 4)
+SCAN_INSTANTIATE(unsigned short, bf16, 8)
+SCAN_INSTANTIATE(unsigned short, bf16, 16)

@@ -1,0 +1,285 @@
+//! The GPU context: one device, one stream, the loaded kernels.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::sys::CUdevice_attribute as Attr;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig};
+
+use crate::buffer::{Element, GpuBuffer};
+use crate::compile::{self, KernelSource};
+use crate::error::{GpuError, NoGpu};
+use crate::loader;
+
+/// Runs `f`, turning a panic inside cudarc (say, a symbol missing from an old
+/// driver) into an error instead of unwinding through the caller.
+pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> Result<R, GpuError>) -> Result<R, GpuError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".to_string());
+            Err(GpuError::Driver {
+                what: what.to_string(),
+                message: msg,
+            })
+        }
+    }
+}
+
+/// What the launch sizing needs to know about the device.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceProps {
+    pub sm_count: u32,
+    pub max_threads_per_sm: u32,
+    pub compute_capability: (u32, u32),
+}
+
+/// A CUDA device with its own stream and its loaded kernels.
+///
+/// Every operation is queued on the context's stream, in call order; results
+/// are visible to the host after [`GpuContext::download`] or
+/// [`GpuContext::synchronize`]. The context can be shared between threads;
+/// its operations then still run one after another on its one stream.
+pub struct GpuContext {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    name: String,
+    props: DeviceProps,
+    /// compute_XY the kernels are compiled for (the device's, or the newest
+    /// below it that NVRTC knows).
+    arch: u32,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Scratch for multi-pass kernels; grows, never shrinks. Only used in
+    /// stream order, so reuse across calls is safe.
+    workspace: Mutex<Option<CudaSlice<u8>>>,
+}
+
+impl GpuContext {
+    /// Whether a GPU can be used here: the driver library and NVRTC load, the
+    /// driver initialises and reports a device. Never panics.
+    pub fn is_available() -> Result<(), NoGpu> {
+        loader::gpu_available()
+    }
+
+    /// Opens device `ordinal` (0 is the first GPU).
+    pub fn new(ordinal: usize) -> Result<Self, GpuError> {
+        loader::gpu_available()?;
+        guard("GpuContext::new", || {
+            let ctx = CudaContext::new(ordinal).map_err(|e| GpuError::driver("cuDevicePrimaryCtxRetain", e))?;
+            // SAFETY: we use a single stream per context, so cudarc's
+            // cross-stream event tracking has nothing to order; without it
+            // buffers are plain device pointers we pass to kernels ourselves.
+            unsafe { ctx.disable_event_tracking() };
+            let stream = ctx.new_stream().map_err(|e| GpuError::driver("cuStreamCreate", e))?;
+            let attr = |a: Attr| {
+                ctx.attribute(a)
+                    .map(|v| v.max(0) as u32)
+                    .map_err(|e| GpuError::driver("cuDeviceGetAttribute", e))
+            };
+            let props = DeviceProps {
+                sm_count: attr(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1),
+                max_threads_per_sm: attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?.max(128),
+                compute_capability: (
+                    attr(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+                    attr(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+                ),
+            };
+            let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".to_string());
+            let dev_arch = props.compute_capability.0 * 10 + props.compute_capability.1;
+            let arch = compile::supported_archs()?
+                .into_iter()
+                .filter(|&a| a <= dev_arch)
+                .max()
+                .ok_or_else(|| {
+                    GpuError::NoGpu(NoGpu::new(format!(
+                        "NVRTC cannot target compute capability {}.{}",
+                        props.compute_capability.0, props.compute_capability.1
+                    )))
+                })?;
+            Ok(Self {
+                ctx,
+                stream,
+                name,
+                props,
+                arch,
+                modules: Mutex::new(HashMap::new()),
+                functions: Mutex::new(HashMap::new()),
+                workspace: Mutex::new(None),
+            })
+        })
+    }
+
+    /// The device's name, e.g. "NVIDIA H200".
+    pub fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device's compute capability, e.g. (9, 0).
+    pub fn compute_capability(&self) -> (u32, u32) {
+        self.props.compute_capability
+    }
+
+    /// Number of streaming multiprocessors.
+    pub fn sm_count(&self) -> u32 {
+        self.props.sm_count
+    }
+
+    pub(crate) fn props(&self) -> DeviceProps {
+        self.props
+    }
+
+    /// Copies `host` to a new device buffer.
+    pub fn upload<T: Element>(&self, host: &[T]) -> Result<GpuBuffer<T>, GpuError> {
+        guard("upload", || {
+            let bytes: &[u8] = bytemuck::cast_slice(host);
+            let raw = if bytes.is_empty() {
+                self.stream.alloc_zeros::<u8>(1)
+            } else {
+                self.stream.clone_htod(bytes)
+            }
+            .map_err(|e| GpuError::driver("cuMemcpyHtoD", e))?;
+            let ptr = raw.device_ptr(&self.stream).0;
+            Ok(GpuBuffer::from_raw(raw, ptr, host.len()))
+        })
+    }
+
+    /// A new device buffer of `len` zeroed elements.
+    pub fn alloc<T: Element>(&self, len: usize) -> Result<GpuBuffer<T>, GpuError> {
+        guard("alloc", || {
+            let raw = self
+                .stream
+                .alloc_zeros::<u8>((len * std::mem::size_of::<T>()).max(1))
+                .map_err(|e| GpuError::driver("cuMemAlloc", e))?;
+            let ptr = raw.device_ptr(&self.stream).0;
+            Ok(GpuBuffer::from_raw(raw, ptr, len))
+        })
+    }
+
+    /// Overwrites `buf` with `host` (same length).
+    pub fn write<T: Element>(&self, buf: &mut GpuBuffer<T>, host: &[T]) -> Result<(), GpuError> {
+        if host.len() != buf.len {
+            return Err(GpuError::invalid(format!(
+                "write: {} host elements into a buffer of {}",
+                host.len(),
+                buf.len
+            )));
+        }
+        if host.is_empty() {
+            return Ok(());
+        }
+        guard("write", || {
+            let bytes: &[u8] = bytemuck::cast_slice(host);
+            self.stream
+                .memcpy_htod(bytes, &mut buf.raw)
+                .map_err(|e| GpuError::driver("cuMemcpyHtoD", e))
+        })
+    }
+
+    /// Waits for all queued work, then copies `buf` to the host.
+    pub fn download<T: Element>(&self, buf: &GpuBuffer<T>) -> Result<Vec<T>, GpuError> {
+        guard("download", || {
+            let mut bytes = vec![0u8; buf.len * std::mem::size_of::<T>()];
+            if !bytes.is_empty() {
+                self.stream
+                    .memcpy_dtoh(&buf.raw.slice(0..bytes.len()), &mut bytes[..])
+                    .map_err(|e| GpuError::driver("cuMemcpyDtoH", e))?;
+            }
+            self.synchronize_inner()?;
+            Ok(bytemuck::pod_collect_to_vec(&bytes))
+        })
+    }
+
+    fn synchronize_inner(&self) -> Result<(), GpuError> {
+        self.stream.synchronize().map_err(|e| GpuError::driver("cuStreamSynchronize", e))
+    }
+
+    /// Waits until all queued work is done; reports errors of earlier launches.
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        guard("synchronize", || self.synchronize_inner())
+    }
+
+    /// Times the device work that `f` queues, with CUDA events around it;
+    /// returns milliseconds. Waits for that work to finish.
+    pub fn time_ms(&self, f: impl FnOnce() -> Result<(), GpuError>) -> Result<f32, GpuError> {
+        let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let start = self.ctx.new_event(flags).map_err(|e| GpuError::driver("cuEventCreate", e))?;
+        let stop = self.ctx.new_event(flags).map_err(|e| GpuError::driver("cuEventCreate", e))?;
+        start.record(&self.stream).map_err(|e| GpuError::driver("cuEventRecord", e))?;
+        f()?;
+        stop.record(&self.stream).map_err(|e| GpuError::driver("cuEventRecord", e))?;
+        start.elapsed_ms(&stop).map_err(|e| GpuError::driver("cuEventElapsedTime", e))
+    }
+
+    /// The function `name` of kernel file `k`, compiling and loading the file on first use.
+    pub(crate) fn function(&self, k: &'static KernelSource, name: &str) -> Result<CudaFunction, GpuError> {
+        let mut fns = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = fns.get(name) {
+            return Ok(f.clone());
+        }
+        let module = {
+            let mut mods = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            match mods.get(k.name) {
+                Some(m) => m.clone(),
+                None => {
+                    let ptx = compile::compile_ptx(k, self.arch, true)?;
+                    let m = self
+                        .ctx
+                        .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                        .map_err(|e| GpuError::driver(&format!("cuModuleLoadData({})", k.name), e))?;
+                    mods.insert(k.name, m.clone());
+                    m
+                }
+            }
+        };
+        let f = module
+            .load_function(name)
+            .map_err(|e| GpuError::driver(&format!("cuModuleGetFunction({name})"), e))?;
+        fns.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Queues `f` with one by-value parameter struct.
+    pub(crate) fn launch<P: cudarc::driver::DeviceRepr>(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        params: &P,
+    ) -> Result<(), GpuError> {
+        if cfg.shared_mem_bytes > 48 * 1024 {
+            f.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                cfg.shared_mem_bytes as i32,
+            )
+            .map_err(|e| GpuError::driver("cuFuncSetAttribute", e))?;
+        }
+        let mut b = self.stream.launch_builder(f);
+        b.arg(params);
+        // SAFETY: `P` is the #[repr(C)] mirror of the kernel's one parameter
+        // struct; every pointer in it was checked by the caller to address
+        // enough device memory for the launch's shape.
+        unsafe { b.launch(cfg) }.map_err(|e| GpuError::driver("cuLaunchKernel", e))?;
+        Ok(())
+    }
+
+    /// Device address of a scratch area of at least `bytes` bytes, valid until
+    /// the next call that asks for scratch (calls are stream-ordered).
+    pub(crate) fn workspace(&self, bytes: usize) -> Result<u64, GpuError> {
+        let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        let big_enough = ws.as_ref().is_some_and(|w| w.len() >= bytes);
+        if !big_enough {
+            let fresh = self
+                .stream
+                .alloc_zeros::<u8>(bytes.max(1))
+                .map_err(|e| GpuError::driver("cuMemAlloc(workspace)", e))?;
+            *ws = Some(fresh);
+        }
+        let w = ws.as_ref().ok_or_else(|| GpuError::invalid("workspace"))?;
+        Ok(w.device_ptr(&self.stream).0)
+    }
+}

@@ -1,0 +1,1 @@
+//! C ABI (see the C ABI issue).

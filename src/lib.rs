@@ -1,0 +1,15 @@
+//! The std side of the mamba runtime: model files on disk (GGUF through mmap, HF
+//! checkpoint folders), the GGUF writer behind `mamba-cli convert`, sessions, and the
+//! CPU kernels with threads and SIMD. The `mamba-cli` program is `src/main.rs`.
+
+pub mod aligned;
+pub mod error;
+pub mod gguf_write;
+pub mod hf;
+pub mod model;
+pub mod safetensors;
+pub mod session;
+
+pub use error::{Error, Result};
+pub use model::LoadedModel;
+pub use session::Session;
