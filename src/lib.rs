@@ -3,6 +3,7 @@
 //! CPU kernels with threads and SIMD. The `mamba-cli` program is `src/main.rs`.
 
 pub mod aligned;
+pub mod cpu;
 pub mod error;
 pub mod gguf_write;
 pub mod hf;

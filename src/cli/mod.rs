@@ -1,9 +1,12 @@
 //! Subcommands of `mamba-cli`, one file each.
 
+mod bench;
 mod convert;
+mod generate;
 mod hidden;
 mod info;
 mod logits;
+mod perplexity;
 
 use clap::{Parser, Subcommand};
 use mamba_rt::Result;
@@ -29,6 +32,12 @@ pub enum Command {
     Logits(logits::Args),
     /// Write T x D little-endian f32 final hidden states for T x D input vectors.
     Hidden(hidden::Args),
+    /// Generate text from a prompt, streamed to stdout as it is produced.
+    Generate(generate::Args),
+    /// Measure perplexity (and bits per byte) of a model on a text file.
+    Perplexity(perplexity::Args),
+    /// Benchmark prompt processing and decoding speed.
+    Bench(bench::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -37,6 +46,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(a),
         Command::Logits(a) => logits::run(a),
         Command::Hidden(a) => hidden::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 
