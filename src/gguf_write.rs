@@ -61,6 +61,26 @@ impl GgufWriter {
             alignment: 32,
         }
     }
+    /// Set the data alignment (written as `general.alignment` when not 32).
+    pub fn set_alignment(&mut self, a: u64) {
+        self.alignment = a;
+        if a != 32 {
+            self.kvs.push(("general.alignment".into(), MetaValue::U32(a as u32)));
+        }
+    }
+    /// Remove tensors whose name matches.
+    pub fn remove_tensor(&mut self, name: &str) {
+        self.tensors.retain(|t| t.name != name);
+    }
+    /// Mutable access to a tensor by name.
+    pub fn tensor_mut(&mut self, name: &str) -> Option<&mut TensorData> {
+        self.tensors.iter_mut().find(|t| t.name == name)
+    }
+    /// Replace (or add) a metadata entry.
+    pub fn set_kv(&mut self, key: &str, v: MetaValue) {
+        self.kvs.retain(|(k, _)| k != key);
+        self.kvs.push((key.to_string(), v));
+    }
     /// Add a metadata entry.
     pub fn kv(&mut self, key: &str, v: MetaValue) {
         self.kvs.push((key.to_string(), v));

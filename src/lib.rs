@@ -5,11 +5,14 @@
 pub mod aligned;
 pub mod cpu;
 pub mod error;
+pub mod generate;
 pub mod gguf_write;
 pub mod hf;
 pub mod model;
+pub mod prefill;
 pub mod safetensors;
 pub mod session;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use model::LoadedModel;

@@ -10,6 +10,10 @@ use crate::tensor::DType;
 
 /// "GGUF" read as a little-endian u32.
 pub const GGUF_MAGIC: u32 = 0x4655_4747;
+/// More tensors than this is treated as corruption.
+pub const MAX_TENSORS: u64 = 1 << 20;
+/// More metadata entries than this is treated as corruption.
+pub const MAX_KV: u64 = 1 << 20;
 /// Default data alignment when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 
@@ -346,18 +350,16 @@ impl<'a> Gguf<'a> {
         }
         let n_tensors = cur.u64("tensor count")?;
         let n_kv = cur.u64("metadata count")?;
-        // A tensor entry takes >= 24 bytes, a metadata entry >= 13.
-        if n_tensors > (data.len() / 24) as u64 {
-            return Err(Error::AbsurdSize {
-                what: "tensor count",
-                value: n_tensors,
-            });
+        if n_tensors > MAX_TENSORS {
+            return Err(Error::AbsurdSize { what: "tensor count", value: n_tensors });
         }
-        if n_kv > (data.len() / 13) as u64 {
-            return Err(Error::AbsurdSize {
-                what: "metadata count",
-                value: n_kv,
-            });
+        if n_kv > MAX_KV {
+            return Err(Error::AbsurdSize { what: "metadata count", value: n_kv });
+        }
+        // A tensor entry takes >= 24 bytes, a metadata entry >= 13: a count the file
+        // cannot hold means it was cut short.
+        if n_tensors.saturating_mul(24).saturating_add(n_kv.saturating_mul(13)) > data.len() as u64 {
+            return Err(Error::Truncated { what: "metadata and tensor tables", offset: cur.pos() as u64 });
         }
         let kv_start = cur.pos();
         let mut alignment = DEFAULT_ALIGNMENT;

@@ -1,12 +1,14 @@
 //! Subcommands of `mamba-cli`, one file each.
 
 mod bench;
+mod common;
 mod convert;
 mod generate;
 mod hidden;
 mod info;
 mod logits;
 mod perplexity;
+mod random_model;
 
 use clap::{Parser, Subcommand};
 use mamba_rt::Result;
@@ -38,6 +40,8 @@ pub enum Command {
     Perplexity(perplexity::Args),
     /// Benchmark prompt processing and decoding speed.
     Bench(bench::Args),
+    /// Write a random-weight model (default: mamba-130m's shape) for benchmarks and tests.
+    RandomModel(random_model::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -49,6 +53,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::RandomModel(a) => random_model::run(a),
     }
 }
 
