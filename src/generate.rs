@@ -33,7 +33,9 @@ pub fn generate<K: Kernels>(
     mut on_token: impl FnMut(u32) -> bool,
 ) -> Result<(GenerateStats, bool)> {
     if prompt.is_empty() {
-        return Err(Error::Invalid("the prompt must hold at least one token".into()));
+        return Err(Error::Invalid(
+            "the prompt must hold at least one token".into(),
+        ));
     }
     let mut sampler = Sampler::new(*params)?;
     let v = session.model().config().vocab_size;
@@ -44,7 +46,11 @@ pub fn generate<K: Kernels>(
     let prompt_secs = t0.elapsed().as_secs_f64();
     let mut history: Vec<u32> = prompt.to_vec();
     let t1 = std::time::Instant::now();
-    let mut stats = GenerateStats { prompt_tokens: prompt.len(), prompt_secs, ..Default::default() };
+    let mut stats = GenerateStats {
+        prompt_tokens: prompt.len(),
+        prompt_secs,
+        ..Default::default()
+    };
     for _ in 0..max_tokens {
         let tok = sampler.sample(&mut logits, &history, &mut work)?;
         stats.generated += 1;

@@ -65,7 +65,8 @@ impl GgufWriter {
     pub fn set_alignment(&mut self, a: u64) {
         self.alignment = a;
         if a != 32 {
-            self.kvs.push(("general.alignment".into(), MetaValue::U32(a as u32)));
+            self.kvs
+                .push(("general.alignment".into(), MetaValue::U32(a as u32)));
         }
     }
     /// Remove tensors whose name matches.

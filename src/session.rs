@@ -60,10 +60,19 @@ impl<'m> Session<'m> {
     }
     /// Feed a sequence of tokens; write the logits after the last one (len V).
     /// Every token is checked before any state changes.
-    pub fn prefill_last<K: Kernels>(&mut self, k: &K, tokens: &[u32], logits: &mut [f32]) -> Result<()> {
+    pub fn prefill_last<K: Kernels>(
+        &mut self,
+        k: &K,
+        tokens: &[u32],
+        logits: &mut [f32],
+    ) -> Result<()> {
         let v = self.model.config().vocab_size;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= v) {
-            return Err(mamba_core::Error::TokenOutOfRange { token: bad, vocab: v as u32 }.into());
+            return Err(mamba_core::Error::TokenOutOfRange {
+                token: bad,
+                vocab: v as u32,
+            }
+            .into());
         }
         for &t in tokens {
             self.step_token(k, t, logits)?;

@@ -30,15 +30,20 @@ impl TextCodec {
         if model.is_byte_level() {
             return Ok(TextCodec::Bytes);
         }
-        let dir = if model_path.is_dir() { Some(model_path) } else { model_path.parent() };
+        let dir = if model_path.is_dir() {
+            Some(model_path)
+        } else {
+            model_path.parent()
+        };
         if let Some(tj) = dir.map(|d| d.join("tokenizer.json")).filter(|p| p.exists()) {
             let t = tokenizers::Tokenizer::from_file(&tj)
                 .map_err(|e| format_err(&tj, format!("cannot load tokenizer: {e}")))?;
             return Ok(TextCodec::Bpe(Box::new(t)));
         }
         let json = gguf_tokenizer_json(model)?;
-        let t = tokenizers::Tokenizer::from_bytes(json.as_bytes())
-            .map_err(|e| Error::Invalid(format!("{}: bad tokenizer metadata: {e}", model.source)))?;
+        let t = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| {
+            Error::Invalid(format!("{}: bad tokenizer metadata: {e}", model.source))
+        })?;
         Ok(TextCodec::Bpe(Box::new(t)))
     }
 
@@ -82,10 +87,16 @@ fn gguf_tokenizer_json(model: &LoadedModel) -> Result<String> {
         ))
     })?;
     if kind != "gpt2" {
-        return Err(Error::Invalid(format!("{}: tokenizer model '{kind}' is not supported (gpt2 BPE is)", model.source)));
+        return Err(Error::Invalid(format!(
+            "{}: tokenizer model '{kind}' is not supported (gpt2 BPE is)",
+            model.source
+        )));
     }
     let Some(Value::Array(tokens)) = g.get("tokenizer.ggml.tokens") else {
-        return Err(Error::Invalid(format!("{}: tokenizer.ggml.tokens missing", model.source)));
+        return Err(Error::Invalid(format!(
+            "{}: tokenizer.ggml.tokens missing",
+            model.source
+        )));
     };
     let types = match g.get("tokenizer.ggml.token_type") {
         Some(Value::Array(a)) => Some(a),
@@ -97,8 +108,10 @@ fn gguf_tokenizer_json(model: &LoadedModel) -> Result<String> {
         vocab.insert(t.to_string(), serde_json::Value::from(i as u64));
         let ty = types.and_then(|a| a.get_int(i as u64)).unwrap_or(1);
         if ty == 3 {
-            added.push(serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": true}));
+            added.push(
+                serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true}),
+            );
         }
     }
     let merges: Vec<String> = match g.get("tokenizer.ggml.merges") {

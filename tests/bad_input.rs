@@ -17,7 +17,10 @@ fn load_err(bytes: &[u8]) -> String {
 
 fn expect(bytes: &[u8], needle: &str) {
     let e = load_err(bytes);
-    assert!(e.contains(needle), "error '{e}' does not mention '{needle}'");
+    assert!(
+        e.contains(needle),
+        "error '{e}' does not mention '{needle}'"
+    );
 }
 
 #[test]
@@ -45,7 +48,10 @@ fn truncated_everywhere() {
     cuts.extend((2000..b.len()).step_by(97));
     for cut in cuts {
         let e = load_err(&b[..cut]);
-        assert!(e.contains("truncated") || e.contains("outside the file"), "cut at {cut}: '{e}'");
+        assert!(
+            e.contains("truncated") || e.contains("outside the file"),
+            "cut at {cut}: '{e}'"
+        );
     }
     let e = load_err(&b[..b.len() - 1]);
     assert!(e.contains("outside the file"), "{e}");
@@ -106,7 +112,11 @@ fn wrong_shape() {
 fn f32_only_tensors_must_be_f32() {
     let mut w = tiny_writer(Tiny::default(), 1);
     let t = w.tensor_mut("blk.0.ssm_a").unwrap();
-    let vals: Vec<f32> = t.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let vals: Vec<f32> = t
+        .data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     t.dtype = DType::F16;
     t.data = mamba_rt::gguf_write::encode(&vals, DType::F16);
     let mut b = Vec::new();
@@ -153,7 +163,12 @@ fn misaligned_tensor() {
             w.remove_tensor(&t.name);
         }
         let data = vec![0u8; 2 * pad_elems as usize];
-        w.tensor(TensorData { name: "pad.weight".into(), dtype: DType::F16, dims: vec![pad_elems], data });
+        w.tensor(TensorData {
+            name: "pad.weight".into(),
+            dtype: DType::F16,
+            dims: vec![pad_elems],
+            data,
+        });
         for t in rest {
             w.tensor(t);
         }
@@ -169,14 +184,26 @@ fn misaligned_tensor() {
 
 #[test]
 fn random_corruption_never_panics() {
-    let b = tiny_gguf(Tiny { v: 16, d: 16, e: 32, ..Tiny::default() }, 5);
+    let b = tiny_gguf(
+        Tiny {
+            v: 16,
+            d: 16,
+            e: 32,
+            ..Tiny::default()
+        },
+        5,
+    );
     let mut rng = mamba_core::sample::Rng::new(99);
     for i in 0..3000 {
         let mut x = b.clone();
         let flips = 1 + (rng.next_u64() % 8) as usize;
         for _ in 0..flips {
             // Mostly the header and tables, where structure lives.
-            let span = if i % 2 == 0 { 1500.min(x.len()) } else { x.len() };
+            let span = if i % 2 == 0 {
+                1500.min(x.len())
+            } else {
+                x.len()
+            };
             let at = (rng.next_u64() as usize) % span;
             x[at] = rng.next_u64() as u8;
         }
@@ -212,17 +239,40 @@ fn write_safetensors(path: &std::path::Path, tensors: &[(&str, Vec<usize>, Vec<f
     std::fs::write(path, out).unwrap();
 }
 
-fn hf_tensors(d: usize, e: usize, n: usize, k: usize, r: usize, v: usize) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn hf_tensors(
+    d: usize,
+    e: usize,
+    n: usize,
+    k: usize,
+    r: usize,
+    v: usize,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut t = vec![
-        ("backbone.embeddings.weight".to_string(), vec![v, d], rand_vec(1, v * d, 1.0)),
+        (
+            "backbone.embeddings.weight".to_string(),
+            vec![v, d],
+            rand_vec(1, v * d, 1.0),
+        ),
         ("backbone.norm_f.weight".to_string(), vec![d], vec![1.0; d]),
-        ("backbone.layers.0.norm.weight".to_string(), vec![d], vec![1.0; d]),
+        (
+            "backbone.layers.0.norm.weight".to_string(),
+            vec![d],
+            vec![1.0; d],
+        ),
     ];
     let m = |s: &str| format!("backbone.layers.0.mixer.{s}");
-    t.push((m("in_proj.weight"), vec![2 * e, d], rand_vec(2, 2 * e * d, 0.3)));
+    t.push((
+        m("in_proj.weight"),
+        vec![2 * e, d],
+        rand_vec(2, 2 * e * d, 0.3),
+    ));
     t.push((m("conv1d.weight"), vec![e, 1, k], rand_vec(3, e * k, 0.3)));
     t.push((m("conv1d.bias"), vec![e], rand_vec(4, e, 0.1)));
-    t.push((m("x_proj.weight"), vec![r + 2 * n, e], rand_vec(5, (r + 2 * n) * e, 0.3)));
+    t.push((
+        m("x_proj.weight"),
+        vec![r + 2 * n, e],
+        rand_vec(5, (r + 2 * n) * e, 0.3),
+    ));
     t.push((m("dt_proj.weight"), vec![e, r], rand_vec(6, e * r, 0.3)));
     t.push((m("dt_proj.bias"), vec![e], rand_vec(7, e, 0.3)));
     t.push((m("A_log"), vec![e, n], rand_vec(8, e * n, 0.3)));
@@ -231,11 +281,17 @@ fn hf_tensors(d: usize, e: usize, n: usize, k: usize, r: usize, v: usize) -> Vec
     t
 }
 
-fn hf_dir(name: &str, config: serde_json::Value, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> std::path::PathBuf {
+fn hf_dir(
+    name: &str,
+    config: serde_json::Value,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> std::path::PathBuf {
     let dir = temp_dir(name);
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let refs: Vec<(&str, Vec<usize>, Vec<f32>)> =
-        tensors.iter().map(|(n, s, v)| (n.as_str(), s.clone(), v.clone())).collect();
+    let refs: Vec<(&str, Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.as_str(), s.clone(), v.clone()))
+        .collect();
     write_safetensors(&dir.join("model.safetensors"), &refs);
     dir
 }
@@ -264,12 +320,20 @@ fn hf_folder_errors_name_the_problem() {
     // Config disagreeing with the tensors.
     let bad_cfg = serde_json::json!({"hidden_size": 8, "num_hidden_layers": 1, "state_size": 16});
     let d = hf_dir("hf-badcfg", bad_cfg, &good);
-    assert!(hf_err(&d).contains("state_size = 16 but the tensors say 4"), "{}", hf_err(&d));
+    assert!(
+        hf_err(&d).contains("state_size = 16 but the tensors say 4"),
+        "{}",
+        hf_err(&d)
+    );
     // Missing tensor.
     let mut t = good.clone();
     t.retain(|(n, _, _)| !n.ends_with("mixer.D"));
     let d = hf_dir("hf-missing", cfg.clone(), &t);
-    assert!(hf_err(&d).contains("missing tensor 'backbone.layers.0.mixer.D'"), "{}", hf_err(&d));
+    assert!(
+        hf_err(&d).contains("missing tensor 'backbone.layers.0.mixer.D'"),
+        "{}",
+        hf_err(&d)
+    );
     // Wrong shape.
     let mut t = good.clone();
     for x in t.iter_mut() {
@@ -278,7 +342,11 @@ fn hf_folder_errors_name_the_problem() {
         }
     }
     let d = hf_dir("hf-shape", cfg.clone(), &t);
-    assert!(hf_err(&d).contains("x_proj.weight' has shape [16, 10]"), "{}", hf_err(&d));
+    assert!(
+        hf_err(&d).contains("x_proj.weight' has shape [16, 10]"),
+        "{}",
+        hf_err(&d)
+    );
     // Truncated safetensors.
     let d = hf_dir("hf-trunc", cfg, &good);
     let p = d.join("model.safetensors");
@@ -304,6 +372,9 @@ fn cli_reports_errors_without_panicking() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("truncated") && err.contains("bad.gguf"), "{err}");
+    assert!(
+        err.contains("truncated") && err.contains("bad.gguf"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }

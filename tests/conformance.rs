@@ -12,7 +12,10 @@ use std::process::Command;
 const TOL: f64 = 1e-5;
 
 fn cli(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mamba-cli")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mamba-cli"))
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "mamba-cli {args:?} failed:\n{}",
@@ -37,7 +40,17 @@ fn check_model(fx: &Path, model: &Path, tmp: &Path, label: &str) {
     let ref_logits = read_f64(&fx.join("logits.f64"));
     for mode in ["step", "prefill"] {
         let out = tmp.join(format!("logits-{mode}.f32"));
-        cli(&["logits", "--model", model.to_str().unwrap(), "--tokens", &toks, "--out", out.to_str().unwrap(), "--mode", mode]);
+        cli(&[
+            "logits",
+            "--model",
+            model.to_str().unwrap(),
+            "--tokens",
+            &toks,
+            "--out",
+            out.to_str().unwrap(),
+            "--mode",
+            mode,
+        ]);
         let got = read_f32(&out);
         let e = rel_err(&got, &ref_logits);
         println!("{label} logits {mode}: rel err {e:.2e}");
@@ -61,13 +74,22 @@ fn check_model(fx: &Path, model: &Path, tmp: &Path, label: &str) {
 #[test]
 fn hf_folders_and_converted_gguf_match_transformers() {
     let fxs = fixtures();
-    assert!(fxs.len() >= 6, "expected the conformance fixtures, found {}", fxs.len());
+    assert!(
+        fxs.len() >= 6,
+        "expected the conformance fixtures, found {}",
+        fxs.len()
+    );
     for fx in fxs {
         let name = fx.file_name().unwrap().to_str().unwrap().to_string();
         let tmp = temp_dir(&format!("conf-{name}"));
         check_model(&fx, &fx, &tmp, &format!("{name} (HF folder)"));
         let gguf = tmp.join("model.gguf");
-        cli(&["convert", fx.to_str().unwrap(), "-o", gguf.to_str().unwrap()]);
+        cli(&[
+            "convert",
+            fx.to_str().unwrap(),
+            "-o",
+            gguf.to_str().unwrap(),
+        ]);
         check_model(&fx, &gguf, &tmp, &format!("{name} (GGUF)"));
     }
 }

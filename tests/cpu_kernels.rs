@@ -34,7 +34,13 @@ fn paths() -> Vec<Simd> {
 
 fn check_matvec<K: Kernels>(k: &K, name: &str) {
     let mut r = Rng(0x1234_5678);
-    for dtype in [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0] {
+    for dtype in [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q8_0,
+        DType::Q4_0,
+    ] {
         let col_set: &[usize] = if dtype.block_len() > 1 {
             &[32, 64, 96, 768, 1536, 8192 + 64]
         } else {

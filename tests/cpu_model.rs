@@ -32,10 +32,7 @@ fn load(c: &ModelConfig, dtype: DType, seed: u64) -> LoadedModel {
 /// max |a - b| / max |b|.
 fn rel_max(a: &[f32], b: &[f32]) -> f32 {
     let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0f32, |e, (x, y)| e.max((x - y).abs()))
-        / m
+    a.iter().zip(b).fold(0f32, |e, (x, y)| e.max((x - y).abs())) / m
 }
 
 /// ||a - b|| / ||b||.
@@ -66,7 +63,13 @@ fn isas() -> Vec<Isa> {
 #[test]
 fn every_path_matches_scalar_on_a_whole_model() {
     for (n, biases) in [(16, false), (5, true)] {
-        for dtype in [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0] {
+        for dtype in [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::Q8_0,
+            DType::Q4_0,
+        ] {
             let m = load(&small(n, biases), dtype, 3);
             let toks = tokens(20, 300);
             let want = step_logits(&m, &Scalar, &toks);
@@ -77,7 +80,11 @@ fn every_path_matches_scalar_on_a_whole_model() {
                     let e = rel_max(&got, &want);
                     // f32 math in another order: 1e-4; int8 activations: 2e-2.
                     let tol = if dtype.block_len() > 1 { 2e-2 } else { 1e-4 };
-                    assert!(e <= tol, "{dtype:?} n{n} {} x{threads}: rel err {e}", isa.name());
+                    assert!(
+                        e <= tol,
+                        "{dtype:?} n{n} {} x{threads}: rel err {e}",
+                        isa.name()
+                    );
                 }
             }
         }
@@ -90,8 +97,8 @@ fn prefill_matches_step_mode() {
         for dtype in [DType::F32, DType::Q8_0] {
             let m = load(&small(n, biases), dtype, 5);
             let v = m.config().vocab_size;
-            // 150 tokens: two full blocks of 64 and a partial one.
-            let toks = tokens(150, v);
+            // 300 tokens: two full blocks of 128 and a partial one.
+            let toks = tokens(300, v);
             for isa in isas() {
                 for threads in [1, 2] {
                     let k = CpuKernels::with_isa(threads, isa).unwrap();
@@ -101,7 +108,11 @@ fn prefill_matches_step_mode() {
                     s.prefill_tokens_all(&k, &toks, &mut all).unwrap();
                     let tol = if dtype.block_len() > 1 { 2e-2 } else { 1e-4 };
                     let e = rel_max(&all, &want);
-                    assert!(e <= tol, "{dtype:?} {} x{threads}: all-logits err {e}", isa.name());
+                    assert!(
+                        e <= tol,
+                        "{dtype:?} {} x{threads}: all-logits err {e}",
+                        isa.name()
+                    );
                     // Last-only logits and the state match step mode too.
                     let mut s2 = Session::new(&m);
                     let mut last = vec![0f32; v];
@@ -126,7 +137,9 @@ fn prefill_embeddings_matches_step_embedding() {
     let m = load(&small(16, false), DType::F32, 9);
     let d = m.config().d_model;
     let t = 70;
-    let x: Vec<f32> = (0..t * d).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+    let x: Vec<f32> = (0..t * d)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
     let k = CpuKernels::new(2);
     let mut s = Session::new(&m);
     let mut want = vec![0f32; t * d];
@@ -168,7 +181,10 @@ fn quantized_logits_against_f32() {
         let got = step_logits(&m, &k, &toks);
         let e = rel_l2(&got, &want);
         let em = rel_max(&got, &want);
-        eprintln!("{dtype:?} vs f32 logits ({}): rel L2 {e:.3e}, rel max {em:.3e}", k.isa().name());
+        eprintln!(
+            "{dtype:?} vs f32 logits ({}): rel L2 {e:.3e}, rel max {em:.3e}",
+            k.isa().name()
+        );
         if dtype == DType::Q8_0 {
             assert!(e <= 2e-2, "Q8_0 rel error {e}");
         }

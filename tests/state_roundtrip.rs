@@ -37,7 +37,14 @@ fn restore_continues_exactly_and_reset_restarts() {
 fn state_from_another_model_is_refused() {
     let m1 = LoadedModel::from_gguf_bytes(&tiny_gguf(Tiny::default(), 1)).unwrap();
     let m2 = LoadedModel::from_gguf_bytes(&tiny_gguf(Tiny::default(), 2)).unwrap();
-    let m3 = LoadedModel::from_gguf_bytes(&tiny_gguf(Tiny { n: 4, ..Tiny::default() }, 1)).unwrap();
+    let m3 = LoadedModel::from_gguf_bytes(&tiny_gguf(
+        Tiny {
+            n: 4,
+            ..Tiny::default()
+        },
+        1,
+    ))
+    .unwrap();
     let mut s1 = Session::new(&m1);
     let mut l = vec![0f32; m1.config().vocab_size];
     s1.step_token(&Scalar, 3, &mut l).unwrap();
@@ -51,14 +58,29 @@ fn state_from_another_model_is_refused() {
     let before = s2.state().to_vec();
     let mut bad = blob.clone();
     bad[0] = b'X';
-    assert!(s2.load_state(&bad).unwrap_err().to_string().contains("magic"));
+    assert!(
+        s2.load_state(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("magic")
+    );
     assert!(s2.load_state(&blob[..blob.len() - 4]).is_err());
-    assert!(s2.load_state(&blob[..10]).unwrap_err().to_string().contains("header"));
+    assert!(
+        s2.load_state(&blob[..10])
+            .unwrap_err()
+            .to_string()
+            .contains("header")
+    );
     let mut nan = blob.clone();
     let at = nan.len() - 4;
     nan[at..].copy_from_slice(&f32::NAN.to_le_bytes());
     let mut s1b = Session::new(&m1);
-    assert!(s1b.load_state(&nan).unwrap_err().to_string().contains("NaN"));
+    assert!(
+        s1b.load_state(&nan)
+            .unwrap_err()
+            .to_string()
+            .contains("NaN")
+    );
     assert_eq!(s2.state(), &before[..]);
 }
 

@@ -351,15 +351,28 @@ impl<'a> Gguf<'a> {
         let n_tensors = cur.u64("tensor count")?;
         let n_kv = cur.u64("metadata count")?;
         if n_tensors > MAX_TENSORS {
-            return Err(Error::AbsurdSize { what: "tensor count", value: n_tensors });
+            return Err(Error::AbsurdSize {
+                what: "tensor count",
+                value: n_tensors,
+            });
         }
         if n_kv > MAX_KV {
-            return Err(Error::AbsurdSize { what: "metadata count", value: n_kv });
+            return Err(Error::AbsurdSize {
+                what: "metadata count",
+                value: n_kv,
+            });
         }
         // A tensor entry takes >= 24 bytes, a metadata entry >= 13: a count the file
         // cannot hold means it was cut short.
-        if n_tensors.saturating_mul(24).saturating_add(n_kv.saturating_mul(13)) > data.len() as u64 {
-            return Err(Error::Truncated { what: "metadata and tensor tables", offset: cur.pos() as u64 });
+        if n_tensors
+            .saturating_mul(24)
+            .saturating_add(n_kv.saturating_mul(13))
+            > data.len() as u64
+        {
+            return Err(Error::Truncated {
+                what: "metadata and tensor tables",
+                offset: cur.pos() as u64,
+            });
         }
         let kv_start = cur.pos();
         let mut alignment = DEFAULT_ALIGNMENT;

@@ -23,6 +23,47 @@ pub struct SsmStep<'a> {
     pub z: &'a [f32],
 }
 
+/// Inputs of the selective scan over a block of `t` tokens (prefill) for one layer; each
+/// per-token input is a row of a (t x ...) matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct SsmScan<'a> {
+    /// (E, N) A = -exp(A_log).
+    pub a: &'a [f32],
+    /// (E) skip.
+    pub d: &'a [f32],
+    /// (t, E) softplus-ed delta.
+    pub delta: &'a [f32],
+    /// (t, R + 2N) x_proj output: B is columns R..R+N, C is R+N..R+2N.
+    pub xdbc: &'a [f32],
+    /// R.
+    pub dt_rank: usize,
+    /// (t, E) conv output.
+    pub xc: &'a [f32],
+    /// (t, 2E) in_proj output: z is columns E..2E.
+    pub xz: &'a [f32],
+    /// Tokens.
+    pub t: usize,
+}
+
+impl<'a> SsmScan<'a> {
+    /// The [`SsmStep`] of token `tt` restricted to channels `e0..e1`.
+    pub fn step(&self, tt: usize, e0: usize, e1: usize) -> SsmStep<'a> {
+        let e = self.d.len();
+        let n = self.a.len() / e.max(1);
+        let xl = self.dt_rank + 2 * n;
+        let bc = &self.xdbc[tt * xl + self.dt_rank..(tt + 1) * xl];
+        SsmStep {
+            a: &self.a[e0 * n..e1 * n],
+            d: &self.d[e0..e1],
+            delta: &self.delta[tt * e + e0..tt * e + e1],
+            b: &bc[..n],
+            c: &bc[n..],
+            xc: &self.xc[tt * e + e0..tt * e + e1],
+            z: &self.xz[tt * 2 * e + e + e0..tt * 2 * e + e + e1],
+        }
+    }
+}
+
 /// Compute kernels. Implementations must give the scalar reference's results within
 /// float rounding.
 pub trait Kernels {
@@ -39,6 +80,42 @@ pub trait Kernels {
     /// `y[e] = (sum_n s[e,n] C[n] + D[e] xc[e]) * silu(z[e])`.
     fn ssm_step(&self, p: &SsmStep<'_>, state: &mut [f32], y: &mut [f32]) {
         scalar_ssm_step(p, state, y)
+    }
+
+    /// The scan of a block of tokens: [`Kernels::ssm_step`] for each token in order,
+    /// `y` is (t, E). Fast paths split the (independent) channels across threads.
+    fn ssm_scan(&self, p: &SsmScan<'_>, state: &mut [f32], y: &mut [f32]) {
+        let e = p.d.len();
+        for (tt, yt) in y.chunks_exact_mut(e).enumerate().take(p.t) {
+            self.ssm_step(&p.step(tt, 0, e), state, yt);
+        }
+    }
+
+    /// The causal depthwise conv of one token then SiLU, shifting the window
+    /// (see [`crate::step::conv_step`]: `window` (K-1, E) oldest first, `w` (E, K)).
+    fn conv_step(
+        &self,
+        window: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        crate::step::conv_step(window, x, w, bias, k, out)
+    }
+
+    /// The prefill product: `Y (t x w.rows) = X (t x w.cols) W^T`, one row of X and Y per
+    /// token. The default runs [`Kernels::matvec`] per token; fast paths read each
+    /// weight once for the whole block.
+    fn matmat(&self, w: &WeightMatrix<'_>, x: &[f32], t: usize, y: &mut [f32]) {
+        for (xt, yt) in x
+            .chunks_exact(w.cols)
+            .zip(y.chunks_exact_mut(w.rows))
+            .take(t)
+        {
+            self.matvec(w, xt, yt);
+        }
     }
 }
 

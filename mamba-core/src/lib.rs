@@ -8,16 +8,22 @@
 //! - [`state`]: state layout, reset, save/restore as checked bytes.
 //! - [`sample`]: seeded sampling shared by every front end.
 //! - [`kernels`]: the compute kernels behind a trait; [`Scalar`] is the reference.
+//! - [`simd`]: AVX2 / AVX-512 kernel paths ([`Simd`]), each tested against [`Scalar`].
+//! - [`prefill`]: a block of tokens at once (matrix x matrix projections).
 #![no_std]
 #![deny(unsafe_code)]
+// unsafe is allowed only in the SIMD module (intrinsics need raw-pointer loads).
 
 pub mod config;
 pub mod error;
 pub mod gguf;
 pub mod kernels;
 pub mod math;
+pub mod prefill;
 pub mod quant;
 pub mod sample;
+#[allow(unsafe_code)]
+pub mod simd;
 pub mod state;
 pub mod step;
 pub mod tensor;
@@ -28,6 +34,7 @@ pub use error::{Error, Result};
 pub use gguf::Gguf;
 pub use kernels::{Kernels, Scalar};
 pub use sample::{Sampler, SamplingParams};
+pub use simd::{Isa, Simd};
 pub use step::{Scratch, step_embedding, step_token};
 pub use tensor::{DType, WeightMatrix};
 pub use weights::{LayerWeights, Model, ModelLayout, TensorRef};

@@ -164,4 +164,70 @@ mod tests {
             assert!((a - o).abs() <= 0.5, "{a} {o}");
         }
     }
+    /// ggml's `quantize_row_q4_0_ref` on a known vector, byte for byte (expected bytes
+    /// computed by a transcription of ggml's C reference with numpy float32).
+    #[test]
+    fn q4_0_matches_ggml_bytes() {
+        let x: [f32; 32] = core::array::from_fn(|i| (i as f32 - 16.0) * 0.5);
+        let b = BlockQ4_0::quantize(&x);
+        let want: [u8; 18] = [
+            0x00, 0x3c, 0x80, 0x91, 0x91, 0xa2, 0xa2, 0xb3, 0xb3, 0xc4, 0xc4, 0xd5, 0xd5, 0xe6,
+            0xe6, 0xf7, 0xf7, 0xf8,
+        ];
+        assert_eq!(bytemuck::bytes_of(&b), &want);
+        // Dequantize and quantize again: the same bytes (the layout round-trips).
+        let mut y = [0f32; 32];
+        BlockQ4_0::from_bytes(&want).dequantize(&mut y);
+        assert_eq!(bytemuck::bytes_of(&BlockQ4_0::quantize(&y)), &want);
+    }
+
+    /// ggml's `quantize_row_q8_0_ref` on a known vector, byte for byte.
+    #[test]
+    fn q8_0_matches_ggml_bytes() {
+        let x: [f32; 32] = [
+            0.0,
+            1.932_653_1,
+            2.956_349_1,
+            2.589_628,
+            1.004_964_5,
+            -1.052_349_7,
+            -2.614_727_3,
+            -2.947_358,
+            -1.893_799_9,
+            0.050_441_7,
+            1.970_959_8,
+            2.964_504_7,
+            2.563_796_8,
+            0.957_295_06,
+            -1.099_437_4,
+            -2.639_087_2,
+            -2.937_533_1,
+            -1.854_411_4,
+            0.100_869_14,
+            2.008_709_2,
+            2.971_822,
+            2.537_240_5,
+            0.909_355_04,
+            -1.146_214_2,
+            -2.662_701_1,
+            -2.926_878,
+            -1.814_498_4,
+            0.151_268_06,
+            2.045_890_8,
+            2.978_299_1,
+            2.509_966_9,
+            0.861_157_95,
+        ];
+        let q: [i8; 32] = [
+            0, 82, 126, 110, 43, -45, -111, -126, -81, 2, 84, 126, 109, 41, -47, -113, -125, -79,
+            4, 86, 127, 108, 39, -49, -114, -125, -77, 6, 87, 127, 107, 37,
+        ];
+        let b = BlockQ8_0::quantize(&x);
+        let bytes = bytemuck::bytes_of(&b);
+        assert_eq!(&bytes[..2], &[0x01, 0x26]);
+        assert_eq!(&bytes[2..], bytemuck::cast_slice::<i8, u8>(&q));
+        let mut y = [0f32; 32];
+        b.dequantize(&mut y);
+        assert_eq!(bytemuck::bytes_of(&BlockQ8_0::quantize(&y)), bytes);
+    }
 }

@@ -123,7 +123,7 @@ pub fn blocks<K: Kernels>(
             }
         }
         let (x, z) = sc.xz.split_at(e);
-        conv_step(
+        k.conv_step(
             conv_win,
             x,
             model.f32s(&lw.conv_w),

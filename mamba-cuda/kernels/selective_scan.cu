@@ -31,7 +31,24 @@
 // bf16 values travel as their raw 16 bits (unsigned short); all arithmetic is f32.
 
 #define SCAN_THREADS 128
+// Tuning knobs; the host may override them with -D (MAMBA_CUDA_NVRTC_OPTIONS,
+// see compile.rs). SCAN_GROUP must divide every tile length the host picks
+// (multiples of 4, at least 4), so only 4 is safe for all N.
+#ifndef SCAN_GROUP
 #define SCAN_GROUP 4  // tokens loaded together before they are used
+#endif
+#ifndef SCAN_PREFETCH
+#define SCAN_PREFETCH 0  // 1: load the next tile / token group during the current one
+#endif
+#ifndef SCAN_POLY_EVERY
+#define SCAN_POLY_EVERY 0  // k > 0: every k-th state's exp2 runs on the FMA pipe
+#endif
+#ifndef SCAN_MIN_BLOCKS
+// __launch_bounds__ minimum resident blocks per SM. 6 caps registers at 80
+// (from 126): 24 warps per SM instead of 16. The scan is latency-bound, so
+// this was the largest single gain on the H200 (NOTES.md, v3).
+#define SCAN_MIN_BLOCKS 6
+#endif
 
 struct ScanParams {
     const void* u;
@@ -88,9 +105,46 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return r;
 }
 
+// 2^x for x <= 0 on the FMA pipe (relative error 2.3e-7, like ex2.approx):
+// round x to r with the 1.5 * 2^23 trick, a degree-5 fit of 2^f on
+// [-0.5, 0.5], then add r to the exponent bits. Results below 2^-125 flush
+// to about 2^-125. Relieves the MUFU unit, which the scan otherwise saturates.
+__device__ __forceinline__ float poly_exp2(float x) {
+    x = fmaxf(x, -125.0f);
+    const float t = x + 12582912.0f;
+    const float r = t - 12582912.0f;
+    const float f = x - r;
+    float q = 0.001326698f;
+    q = fmaf(q, f, 0.009675469f);
+    q = fmaf(q, f, 0.05550742f);
+    q = fmaf(q, f, 0.24022122f);
+    q = fmaf(q, f, 0.69314694f);
+    q = fmaf(q, f, 1.0000001f);
+    return __int_as_float(__float_as_int(q) + (__float_as_int(t) << 23));
+}
+
+template <int J>
+__device__ __forceinline__ float state_exp2(float x) {
+    if constexpr (SCAN_POLY_EVERY > 0 && J % SCAN_POLY_EVERY == SCAN_POLY_EVERY - 1) {
+        return poly_exp2(x);
+    } else {
+        return fast_exp2(x);
+    }
+}
+
+#ifndef SCAN_PRECISE_MATH
+// MUFU-based: absolute error about 1e-7, relative error large only where the
+// result is below about 1e-7 (v < -16), which no output can notice.
+__device__ __forceinline__ float softplus(float v) {
+    return v > 20.0f ? v : __logf(1.0f + __expf(v));
+}
+__device__ __forceinline__ float silu(float z) { return __fdividef(z, 1.0f + __expf(-z)); }
+#else
 __device__ __forceinline__ float softplus(float v) {
     return v > 20.0f ? v : log1pf(expf(v));
 }
+__device__ __forceinline__ float silu(float z) { return z / (1.0f + expf(-z)); }
+#endif
 
 // NT consecutive floats of a shared-memory row; 16-byte loads when NT allows
 // (rows start at multiples of NPAD = G * NT floats, so they are aligned).
@@ -108,6 +162,19 @@ __device__ __forceinline__ void load_row(const float* row, float (&v)[NT]) {
     } else {
 #pragma unroll
         for (int k = 0; k < NT; ++k) v[k] = row[k];
+    }
+}
+
+// One token's update of NT states; J is a template parameter so each state
+// can pick its exp2 unit at compile time.
+template <int NT, bool OUTPUT, int J = 0>
+__device__ __forceinline__ void state_update(float dt, float du, const float (&A2)[NT], const float (&bv)[NT],
+                                             const float (&cv)[NT], float (&s)[NT], float (&acc)[4]) {
+    if constexpr (J < NT) {
+        const float dA = state_exp2<J>(dt * A2[J]);
+        s[J] = fmaf(dA, s[J], du * bv[J]);
+        if (OUTPUT) acc[J & 3] = fmaf(s[J], cv[J], acc[J & 3]);
+        state_update<NT, OUTPUT, J + 1>(dt, du, A2, bv, cv, s, acc);
     }
 }
 
@@ -170,27 +237,85 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
     const int t_end = min(p.L, t_begin + p.chunk_len);
     float dsum = 0.0f;
 
+    // The B (and C) tile: (tile_len, N) values, at most 1024 (tile_len * NPAD
+    // <= 1024, see the host), so each thread moves at most TILE_PER_THREAD.
+#define TILE_PER_THREAD (1024 / SCAN_THREADS)
+#if SCAN_PREFETCH
+    // Next tile and next token group are loaded into registers while the
+    // current ones are computed.
+    float pb[TILE_PER_THREAD], pc[TILE_PER_THREAD];
+    float nu[SCAN_GROUP], nd[SCAN_GROUP], nz[SCAN_GROUP];
+#endif
+    auto fetch_tile = [&](int t0, float (&fb)[TILE_PER_THREAD], float (&fc)[TILE_PER_THREAD]) {
+        const int cnt = min(p.tile_len, t_end - t0) * p.N;
+#pragma unroll
+        for (int k = 0; k < TILE_PER_THREAD; ++k) {
+            const int i = tid + k * SCAN_THREADS;
+            if (i < cnt) {
+                const int tt = i / p.N;
+                const int n = i - tt * p.N;
+                fb[k] = load_f(Bp + (long long)(t0 + tt) * p.B_rs + n);
+                if (OUTPUT) fc[k] = load_f(Cp + (long long)(t0 + tt) * p.C_rs + n);
+            }
+        }
+    };
+    auto store_tile = [&](int t0, const float (&fb)[TILE_PER_THREAD], const float (&fc)[TILE_PER_THREAD]) {
+        const int cnt = min(p.tile_len, t_end - t0) * p.N;
+#pragma unroll
+        for (int k = 0; k < TILE_PER_THREAD; ++k) {
+            const int i = tid + k * SCAN_THREADS;
+            if (i < cnt) {
+                const int tt = i / p.N;
+                const int n = i - tt * p.N;
+                sB[tt * NPAD + n] = fb[k];
+                if (OUTPUT) sC[tt * NPAD + n] = fc[k];
+            }
+        }
+    };
+    auto fetch_group = [&](int tg, float (&gu)[SCAN_GROUP], float (&gd)[SCAN_GROUP], float (&gz)[SCAN_GROUP]) {
+#pragma unroll
+        for (int q = 0; q < SCAN_GROUP; ++q) {
+            const bool ok = tg + q < t_end;
+            const long long t = tg + q;
+            gu[q] = ok ? load_f(u + t * p.u_rs) : 0.0f;
+            gd[q] = ok ? load_f(dl + t * p.delta_rs) : 0.0f;
+            gz[q] = (ok && has_z) ? load_f(zp + t * p.z_rs) : 0.0f;
+        }
+    };
+#if SCAN_PREFETCH
+    fetch_tile(t_begin, pb, pc);
+    fetch_group(t_begin, nu, nd, nz);
+#endif
+
     for (int t0 = t_begin; t0 < t_end; t0 += p.tile_len) {
         const int nt = min(p.tile_len, t_end - t0);
         __syncthreads();  // the previous tile is consumed (and the zero fill done)
-        for (int i = tid; i < nt * p.N; i += SCAN_THREADS) {
-            const int tt = i / p.N;
-            const int n = i - tt * p.N;
-            sB[tt * NPAD + n] = load_f(Bp + (long long)(t0 + tt) * p.B_rs + n);
-            if (OUTPUT) sC[tt * NPAD + n] = load_f(Cp + (long long)(t0 + tt) * p.C_rs + n);
+#if SCAN_PREFETCH
+        store_tile(t0, pb, pc);
+        __syncthreads();
+        if (t0 + p.tile_len < t_end) fetch_tile(t0 + p.tile_len, pb, pc);
+#else
+        {
+            float fb[TILE_PER_THREAD], fc[TILE_PER_THREAD];
+            fetch_tile(t0, fb, fc);
+            store_tile(t0, fb, fc);
         }
         __syncthreads();
+#endif
 
         for (int tt = 0; tt < nt; tt += SCAN_GROUP) {
             float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
+#if SCAN_PREFETCH
 #pragma unroll
             for (int q = 0; q < SCAN_GROUP; ++q) {
-                const bool ok = tt + q < nt;
-                const long long t = t0 + tt + q;
-                uu[q] = ok ? load_f(u + t * p.u_rs) : 0.0f;
-                dd[q] = ok ? load_f(dl + t * p.delta_rs) : 0.0f;
-                zz[q] = (ok && has_z) ? load_f(zp + t * p.z_rs) : 0.0f;
+                uu[q] = nu[q];
+                dd[q] = nd[q];
+                zz[q] = nz[q];
             }
+            if (t0 + tt + SCAN_GROUP < t_end) fetch_group(t0 + tt + SCAN_GROUP, nu, nd, nz);
+#else
+            fetch_group(t0 + tt, uu, dd, zz);
+#endif
 #pragma unroll
             for (int q = 0; q < SCAN_GROUP; ++q) {
                 const bool ok = tt + q < nt;
@@ -198,22 +323,21 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
                 const float dt = ok ? softplus(dd[q] + bias) : 0.0f;
                 dsum += dt;
                 const float du = dt * uu[q];
+                // A padding token reads a valid row (its B, C are unused).
+                const int row = ok ? tt + q : tt;
                 float bv[NT], cv[NT];
-                load_row<NT>(sB + (tt + q) * NPAD + n0, bv);
-                if (OUTPUT) load_row<NT>(sC + (tt + q) * NPAD + n0, cv);
-                float acc = 0.0f;
-#pragma unroll
-                for (int j = 0; j < NT; ++j) {
-                    const float dA = fast_exp2(dt * A2[j]);
-                    s[j] = fmaf(dA, s[j], du * bv[j]);
-                    if (OUTPUT) acc = fmaf(s[j], cv[j], acc);
-                }
+                load_row<NT>(sB + row * NPAD + n0, bv);
+                if (OUTPUT) load_row<NT>(sC + row * NPAD + n0, cv);
+                // Four partial sums: shorter dependency chains than one.
+                float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                state_update<NT, OUTPUT>(dt, du, A2, bv, cv, s, acc);
                 if (OUTPUT) {
+                    float a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
                     for (int off = G >> 1; off > 0; off >>= 1)
-                        acc += __shfl_xor_sync(0xffffffffu, acc, off);
+                        a += __shfl_xor_sync(0xffffffffu, a, off);
                     if (ok && e_ok && g == 0) {
-                        float out = fmaf(Dv, uu[q], acc);
-                        if (has_z) out *= zz[q] / (1.0f + expf(-zz[q]));
+                        float out = fmaf(Dv, uu[q], a);
+                        if (has_z) out *= silu(zz[q]);
                         store_f(yp + (long long)(t0 + tt + q) * p.y_rs, out);
                     }
                 }
@@ -255,19 +379,32 @@ extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanPara
     float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
     const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;
     float carry = st[0];
-    for (int c = 1; c < p.nchunks; ++c) {
-        const bool last = c == p.nchunks - 1;
-        const float h = last ? 0.0f : st[c * cstride];
-        const float d = last ? 0.0f : ds[(long long)c * p.E];
-        st[c * cstride] = carry;
-        carry = fmaf(fast_exp2(A2 * d), carry, h);
+    // Chunk summaries are loaded 8 at a time ahead of the serial chain, so the
+    // chain waits on memory once per 8 chunks, not once per chunk.
+    for (int c0 = 1; c0 < p.nchunks; c0 += 8) {
+        float h[8], d[8];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const int c = c0 + k;
+            const bool live = c < p.nchunks - 1;  // the last chunk has no summary
+            h[k] = live ? st[c * cstride] : 0.0f;
+            d[k] = live ? ds[(long long)c * p.E] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const int c = c0 + k;
+            if (c < p.nchunks) {
+                st[c * cstride] = carry;
+                carry = fmaf(fast_exp2(A2 * d[k]), carry, h[k]);
+            }
+        }
     }
 }
 
 #define SCAN_INSTANTIATE(T, TN, NT)                                                         \
-    extern "C" __global__ void __launch_bounds__(SCAN_THREADS)                              \
+    extern "C" __global__ void __launch_bounds__(SCAN_THREADS, SCAN_MIN_BLOCKS)             \
         scan_chunk_state_##TN##_nt##NT(ScanParams p) { scan_body<T, NT, false>(p); }        \
-    extern "C" __global__ void __launch_bounds__(SCAN_THREADS)                              \
+    extern "C" __global__ void __launch_bounds__(SCAN_THREADS, SCAN_MIN_BLOCKS)             \
         scan_output_##TN##_nt##NT(ScanParams p) { scan_body<T, NT, true>(p); }
 
 SCAN_INSTANTIATE(float, f32, 1)

@@ -96,7 +96,12 @@ pub struct MatView<'a, T: Element> {
 impl<'a, T: Element> MatView<'a, T> {
     /// A view at `offset` elements into `buf`, with the given element strides.
     /// E.g. the z half of an (L, 2E) in_proj output: `new(&xz, E, L * 2E, 2E)`.
-    pub fn new(buf: &'a GpuBuffer<T>, offset: usize, batch_stride: usize, row_stride: usize) -> Self {
+    pub fn new(
+        buf: &'a GpuBuffer<T>,
+        offset: usize,
+        batch_stride: usize,
+        row_stride: usize,
+    ) -> Self {
         Self {
             buf,
             offset,
@@ -106,7 +111,13 @@ impl<'a, T: Element> MatView<'a, T> {
     }
 
     /// Checks that a (batch, rows, cols) tensor fits; returns the device address.
-    pub(crate) fn check(&self, what: &str, batch: usize, rows: usize, cols: usize) -> Result<u64, crate::GpuError> {
+    pub(crate) fn check(
+        &self,
+        what: &str,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<u64, crate::GpuError> {
         let (o, bs, rs) = (self.offset, self.batch_stride, self.row_stride);
         check_fit(what, self.buf.len, o, bs, rs, batch, rows, cols, false)?;
         Ok(self.buf.ptr + (self.offset * std::mem::size_of::<T>()) as u64)
@@ -123,7 +134,12 @@ pub struct MatViewMut<'a, T: Element> {
 
 impl<'a, T: Element> MatViewMut<'a, T> {
     /// A view at `offset` elements into `buf`, with the given element strides.
-    pub fn new(buf: &'a mut GpuBuffer<T>, offset: usize, batch_stride: usize, row_stride: usize) -> Self {
+    pub fn new(
+        buf: &'a mut GpuBuffer<T>,
+        offset: usize,
+        batch_stride: usize,
+        row_stride: usize,
+    ) -> Self {
         Self {
             buf,
             offset,
@@ -133,7 +149,13 @@ impl<'a, T: Element> MatViewMut<'a, T> {
     }
 
     /// Checks that a (batch, rows, cols) tensor fits; returns the device address.
-    pub(crate) fn check(&self, what: &str, batch: usize, rows: usize, cols: usize) -> Result<u64, crate::GpuError> {
+    pub(crate) fn check(
+        &self,
+        what: &str,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<u64, crate::GpuError> {
         let (o, bs, rs) = (self.offset, self.batch_stride, self.row_stride);
         check_fit(what, self.buf.len, o, bs, rs, batch, rows, cols, true)?;
         Ok(self.buf.ptr + (self.offset * std::mem::size_of::<T>()) as u64)
@@ -156,7 +178,9 @@ fn check_fit(
     writable: bool,
 ) -> Result<(), crate::GpuError> {
     if batch == 0 || rows == 0 || cols == 0 {
-        return Err(crate::GpuError::invalid(format!("{what}: empty shape ({batch}, {rows}, {cols})")));
+        return Err(crate::GpuError::invalid(format!(
+            "{what}: empty shape ({batch}, {rows}, {cols})"
+        )));
     }
     if writable && rows > 1 && row_stride < cols {
         return Err(crate::GpuError::invalid(format!(

@@ -34,8 +34,39 @@ pub(crate) const CAUSAL_CONV1D: KernelSource = KernelSource {
     src: include_str!("../kernels/causal_conv1d.cu"),
 };
 
+/// RMSNorm over rows, f32 in, f32 / f16 / bf16 out.
+pub(crate) const RMSNORM: KernelSource = KernelSource {
+    name: "rmsnorm.cu",
+    src: include_str!("../kernels/rmsnorm.cu"),
+};
+
+/// Token embedding gather.
+pub(crate) const EMBEDDING: KernelSource = KernelSource {
+    name: "embedding.cu",
+    src: include_str!("../kernels/embedding.cu"),
+};
+
+/// f32 to f16 / bf16 conversion.
+pub(crate) const CAST: KernelSource = KernelSource {
+    name: "cast.cu",
+    src: include_str!("../kernels/cast.cu"),
+};
+
+/// In-place bias row add.
+pub(crate) const ADD_BIAS: KernelSource = KernelSource {
+    name: "add_bias.cu",
+    src: include_str!("../kernels/add_bias.cu"),
+};
+
 /// Every kernel file of the crate.
-pub(crate) const ALL_KERNELS: [&KernelSource; 2] = [&SELECTIVE_SCAN, &CAUSAL_CONV1D];
+pub(crate) const ALL_KERNELS: [&KernelSource; 6] = [
+    &SELECTIVE_SCAN,
+    &CAUSAL_CONV1D,
+    &RMSNORM,
+    &EMBEDDING,
+    &CAST,
+    &ADD_BIAS,
+];
 
 /// Options passed to NVRTC besides the architecture (part of the cache key).
 const OPTIONS: [&str; 1] = ["--std=c++17"];
@@ -95,8 +126,18 @@ fn cache_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("mamba-cuda"))
 }
 
+/// Extra NVRTC options from `MAMBA_CUDA_NVRTC_OPTIONS` (space-separated), a
+/// tuning aid: e.g. `-DSCAN_GROUP=8 -DSCAN_FAST_MATH` tries a kernel variant
+/// without rebuilding. Part of the cache key.
+fn extra_options() -> Vec<String> {
+    std::env::var("MAMBA_CUDA_NVRTC_OPTIONS")
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 fn compile_uncached(k: &KernelSource, arch: &str) -> Result<String, GpuError> {
     let mut options: Vec<String> = OPTIONS.iter().map(|s| s.to_string()).collect();
+    options.extend(extra_options());
     options.push(format!("--gpu-architecture={arch}"));
     let opts = CompileOptions {
         options,
@@ -119,7 +160,11 @@ fn compile_uncached(k: &KernelSource, arch: &str) -> Result<String, GpuError> {
 }
 
 /// PTX of `k` for `compute_{arch}`, from the cache when `use_cache` and present.
-pub(crate) fn compile_ptx(k: &KernelSource, arch: u32, use_cache: bool) -> Result<String, GpuError> {
+pub(crate) fn compile_ptx(
+    k: &KernelSource,
+    arch: u32,
+    use_cache: bool,
+) -> Result<String, GpuError> {
     loader::nvrtc_available()?;
     let arch_name = format!("compute_{arch}");
     if !use_cache {
@@ -127,7 +172,7 @@ pub(crate) fn compile_ptx(k: &KernelSource, arch: u32, use_cache: bool) -> Resul
     }
     let (major, minor) = nvrtc_version()?;
     let version = format!("{major}.{minor}");
-    let opts = OPTIONS.join(" ");
+    let opts = format!("{} {}", OPTIONS.join(" "), extra_options().join(" "));
     let key = fnv1a(&[
         k.src.as_bytes(),
         arch_name.as_bytes(),

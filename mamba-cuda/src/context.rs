@@ -5,7 +5,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUdevice_attribute as Attr;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
+    PushKernelArg,
+};
 
 use crate::buffer::{Element, GpuBuffer};
 use crate::compile::{self, KernelSource};
@@ -71,12 +74,15 @@ impl GpuContext {
     pub fn new(ordinal: usize) -> Result<Self, GpuError> {
         loader::gpu_available()?;
         guard("GpuContext::new", || {
-            let ctx = CudaContext::new(ordinal).map_err(|e| GpuError::driver("cuDevicePrimaryCtxRetain", e))?;
+            let ctx = CudaContext::new(ordinal)
+                .map_err(|e| GpuError::driver("cuDevicePrimaryCtxRetain", e))?;
             // SAFETY: we use a single stream per context, so cudarc's
             // cross-stream event tracking has nothing to order; without it
             // buffers are plain device pointers we pass to kernels ourselves.
             unsafe { ctx.disable_event_tracking() };
-            let stream = ctx.new_stream().map_err(|e| GpuError::driver("cuStreamCreate", e))?;
+            let stream = ctx
+                .new_stream()
+                .map_err(|e| GpuError::driver("cuStreamCreate", e))?;
             let attr = |a: Attr| {
                 ctx.attribute(a)
                     .map(|v| v.max(0) as u32)
@@ -84,13 +90,16 @@ impl GpuContext {
             };
             let props = DeviceProps {
                 sm_count: attr(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1),
-                max_threads_per_sm: attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?.max(128),
+                max_threads_per_sm: attr(Attr::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?
+                    .max(128),
                 compute_capability: (
                     attr(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
                     attr(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
                 ),
             };
-            let name = ctx.name().unwrap_or_else(|_| "unknown CUDA device".to_string());
+            let name = ctx
+                .name()
+                .unwrap_or_else(|_| "unknown CUDA device".to_string());
             let dev_arch = props.compute_capability.0 * 10 + props.compute_capability.1;
             let arch = compile::supported_archs()?
                 .into_iter()
@@ -128,6 +137,73 @@ impl GpuContext {
     /// Number of streaming multiprocessors.
     pub fn sm_count(&self) -> u32 {
         self.props.sm_count
+    }
+
+    /// Records a new event on the stream (stage timing of a profiled prefill).
+    pub(crate) fn record_event(&self) -> Result<cudarc::driver::CudaEvent, GpuError> {
+        let ev = self
+            .ctx
+            .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| GpuError::driver("cuEventCreate", e))?;
+        ev.record(&self.stream)
+            .map_err(|e| GpuError::driver("cuEventRecord", e))?;
+        Ok(ev)
+    }
+
+    /// The context's one stream (for cuBLAS).
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// A zeroed device allocation of `bytes` bytes (at least 1), untyped.
+    pub(crate) fn alloc_raw(&self, bytes: usize) -> Result<RawBuffer, GpuError> {
+        guard("alloc", || {
+            let raw = self
+                .stream
+                .alloc_zeros::<u8>(bytes.max(1))
+                .map_err(|e| GpuError::driver("cuMemAlloc", e))?;
+            let ptr = raw.device_ptr(&self.stream).0;
+            Ok(RawBuffer { raw, ptr, bytes })
+        })
+    }
+
+    /// Copies `host` bytes to a new untyped device allocation.
+    pub(crate) fn upload_raw(&self, host: &[u8]) -> Result<RawBuffer, GpuError> {
+        if host.is_empty() {
+            return self.alloc_raw(0);
+        }
+        guard("upload", || {
+            let raw = self
+                .stream
+                .clone_htod(host)
+                .map_err(|e| GpuError::driver("cuMemcpyHtoD", e))?;
+            let ptr = raw.device_ptr(&self.stream).0;
+            Ok(RawBuffer {
+                raw,
+                ptr,
+                bytes: host.len(),
+            })
+        })
+    }
+
+    /// Overwrites the first `host.len()` bytes of `buf`.
+    pub(crate) fn write_raw(&self, buf: &mut RawBuffer, host: &[u8]) -> Result<(), GpuError> {
+        if host.len() > buf.bytes {
+            return Err(GpuError::invalid(format!(
+                "write: {} bytes into a buffer of {}",
+                host.len(),
+                buf.bytes
+            )));
+        }
+        if host.is_empty() {
+            return Ok(());
+        }
+        guard("write", || {
+            let mut dst = buf.raw.slice_mut(0..host.len());
+            self.stream
+                .memcpy_htod(host, &mut dst)
+                .map_err(|e| GpuError::driver("cuMemcpyHtoD", e))
+        })
     }
 
     pub(crate) fn props(&self) -> DeviceProps {
@@ -184,19 +260,23 @@ impl GpuContext {
     /// Waits for all queued work, then copies `buf` to the host.
     pub fn download<T: Element>(&self, buf: &GpuBuffer<T>) -> Result<Vec<T>, GpuError> {
         guard("download", || {
-            let mut bytes = vec![0u8; buf.len * std::mem::size_of::<T>()];
+            let mut host = vec![T::zeroed(); buf.len];
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut host);
             if !bytes.is_empty() {
+                let n = bytes.len();
                 self.stream
-                    .memcpy_dtoh(&buf.raw.slice(0..bytes.len()), &mut bytes[..])
+                    .memcpy_dtoh(&buf.raw.slice(0..n), bytes)
                     .map_err(|e| GpuError::driver("cuMemcpyDtoH", e))?;
             }
             self.synchronize_inner()?;
-            Ok(bytemuck::pod_collect_to_vec(&bytes))
+            Ok(host)
         })
     }
 
     fn synchronize_inner(&self) -> Result<(), GpuError> {
-        self.stream.synchronize().map_err(|e| GpuError::driver("cuStreamSynchronize", e))
+        self.stream
+            .synchronize()
+            .map_err(|e| GpuError::driver("cuStreamSynchronize", e))
     }
 
     /// Waits until all queued work is done; reports errors of earlier launches.
@@ -208,16 +288,31 @@ impl GpuContext {
     /// returns milliseconds. Waits for that work to finish.
     pub fn time_ms(&self, f: impl FnOnce() -> Result<(), GpuError>) -> Result<f32, GpuError> {
         let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let start = self.ctx.new_event(flags).map_err(|e| GpuError::driver("cuEventCreate", e))?;
-        let stop = self.ctx.new_event(flags).map_err(|e| GpuError::driver("cuEventCreate", e))?;
-        start.record(&self.stream).map_err(|e| GpuError::driver("cuEventRecord", e))?;
+        let start = self
+            .ctx
+            .new_event(flags)
+            .map_err(|e| GpuError::driver("cuEventCreate", e))?;
+        let stop = self
+            .ctx
+            .new_event(flags)
+            .map_err(|e| GpuError::driver("cuEventCreate", e))?;
+        start
+            .record(&self.stream)
+            .map_err(|e| GpuError::driver("cuEventRecord", e))?;
         f()?;
-        stop.record(&self.stream).map_err(|e| GpuError::driver("cuEventRecord", e))?;
-        start.elapsed_ms(&stop).map_err(|e| GpuError::driver("cuEventElapsedTime", e))
+        stop.record(&self.stream)
+            .map_err(|e| GpuError::driver("cuEventRecord", e))?;
+        start
+            .elapsed_ms(&stop)
+            .map_err(|e| GpuError::driver("cuEventElapsedTime", e))
     }
 
     /// The function `name` of kernel file `k`, compiling and loading the file on first use.
-    pub(crate) fn function(&self, k: &'static KernelSource, name: &str) -> Result<CudaFunction, GpuError> {
+    pub(crate) fn function(
+        &self,
+        k: &'static KernelSource,
+        name: &str,
+    ) -> Result<CudaFunction, GpuError> {
         let mut fns = self.functions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = fns.get(name) {
             return Ok(f.clone());
@@ -231,7 +326,9 @@ impl GpuContext {
                     let m = self
                         .ctx
                         .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                        .map_err(|e| GpuError::driver(&format!("cuModuleLoadData({})", k.name), e))?;
+                        .map_err(|e| {
+                            GpuError::driver(&format!("cuModuleLoadData({})", k.name), e)
+                        })?;
                     mods.insert(k.name, m.clone());
                     m
                 }
@@ -267,19 +364,41 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Device address of a scratch area of at least `bytes` bytes, valid until
-    /// the next call that asks for scratch (calls are stream-ordered).
-    pub(crate) fn workspace(&self, bytes: usize) -> Result<u64, GpuError> {
+    /// Locks the scratch area, grown to at least `bytes` bytes, and returns it
+    /// with its device address. Hold the guard until every launch that uses
+    /// the scratch is queued: another thread's call could otherwise replace
+    /// (free) it, or write it, between our launches.
+    pub(crate) fn workspace(&self, bytes: usize) -> Result<(WorkspaceGuard<'_>, u64), GpuError> {
         let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let big_enough = ws.as_ref().is_some_and(|w| w.len() >= bytes);
         if !big_enough {
+            // The old area is freed in stream order, after the launches that
+            // were queued with it.
+            *ws = None;
             let fresh = self
                 .stream
                 .alloc_zeros::<u8>(bytes.max(1))
                 .map_err(|e| GpuError::driver("cuMemAlloc(workspace)", e))?;
             *ws = Some(fresh);
         }
-        let w = ws.as_ref().ok_or_else(|| GpuError::invalid("workspace"))?;
-        Ok(w.device_ptr(&self.stream).0)
+        let ptr = ws
+            .as_ref()
+            .map(|w| w.device_ptr(&self.stream).0)
+            .ok_or_else(|| GpuError::invalid("workspace"))?;
+        Ok((WorkspaceGuard { _guard: ws }, ptr))
     }
+}
+
+/// Keeps the context's scratch area for one caller; see [`GpuContext::workspace`].
+pub(crate) struct WorkspaceGuard<'a> {
+    _guard: std::sync::MutexGuard<'a, Option<CudaSlice<u8>>>,
+}
+
+/// An untyped device allocation (f16 weights, token ids, ...), crate-private.
+pub(crate) struct RawBuffer {
+    raw: CudaSlice<u8>,
+    /// Device address of the first byte.
+    pub ptr: u64,
+    /// Size in bytes.
+    pub bytes: usize,
 }

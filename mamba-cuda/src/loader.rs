@@ -150,3 +150,44 @@ pub(crate) fn gpu_available() -> Result<(), NoGpu> {
     static P: OnceLock<Result<(), NoGpu>> = OnceLock::new();
     P.get_or_init(probe_gpu).clone()
 }
+
+fn cublas_present() -> bool {
+    // SAFETY: only tries to dlopen the cuBLAS library by its usual names.
+    unsafe { cudarc::cublas::sys::is_culib_present() }
+}
+
+/// Loads libcublasLt then libcublas (which needs it, by soname) from a
+/// toolkit folder. Returns whether libcublas was loaded.
+fn preload_cublas_from_toolkit() -> bool {
+    for dir in toolkit_lib_dirs() {
+        for major in ["13", "12"] {
+            let p = dir.join(format!("libcublas.so.{major}"));
+            if !p.exists() {
+                continue;
+            }
+            keep_loaded(&dir.join(format!("libcublasLt.so.{major}")));
+            if keep_loaded(&p) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn probe_cublas() -> Result<(), NoGpu> {
+    if cublas_present() {
+        return Ok(());
+    }
+    if preload_cublas_from_toolkit() && cublas_present() {
+        return Ok(());
+    }
+    Err(NoGpu::new(
+        "libcublas not found (not on the loader path, nor under CUDA_HOME, CUDA_PATH or /usr/local/cuda*)",
+    ))
+}
+
+/// Whether cuBLAS can be loaded (the whole-model GEMMs). Probed once per process.
+pub(crate) fn cublas_available() -> Result<(), NoGpu> {
+    static P: OnceLock<Result<(), NoGpu>> = OnceLock::new();
+    P.get_or_init(probe_cublas).clone()
+}

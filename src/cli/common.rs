@@ -20,7 +20,10 @@ pub fn default_model_path() -> Result<PathBuf> {
         return Ok(repo);
     }
     tried.push(repo);
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.to_path_buf())) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|p| p.to_path_buf()))
+    {
         let p = dir.join(DEFAULT_MODEL_FILE);
         if p.exists() {
             return Ok(p);
@@ -29,7 +32,11 @@ pub fn default_model_path() -> Result<PathBuf> {
     }
     Err(Error::Invalid(format!(
         "no --model given and the shipped model was not found (looked at {}); pass --model FILE",
-        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        tried
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
@@ -45,7 +52,12 @@ impl Progress {
     /// A bar for `total` units.
     pub fn new(label: &'static str, total: usize) -> Self {
         let now = Instant::now();
-        Progress { label, total, start: now, last: now - Duration::from_secs(1) }
+        Progress {
+            label,
+            total,
+            start: now,
+            last: now - Duration::from_secs(1),
+        }
     }
     /// Report `done` units (redraws at most 5 times a second).
     pub fn update(&mut self, done: usize) {
@@ -54,11 +66,19 @@ impl Progress {
             return;
         }
         self.last = now;
-        let frac = if self.total == 0 { 1.0 } else { done as f64 / self.total as f64 };
+        let frac = if self.total == 0 {
+            1.0
+        } else {
+            done as f64 / self.total as f64
+        };
         let width = 30;
         let filled = (frac * width as f64) as usize;
         let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-        let eta = if rate > 0.0 { (self.total - done.min(self.total)) as f64 / rate } else { 0.0 };
+        let eta = if rate > 0.0 {
+            (self.total - done.min(self.total)) as f64 / rate
+        } else {
+            0.0
+        };
         eprint!(
             "\r{} [{}{}] {:>5.1}% {}/{} {:.0}/s eta {:.0}s ",
             self.label,

@@ -53,7 +53,10 @@ pub fn run(a: Args) -> Result<()> {
     if prompt.is_empty() {
         prompt.push(match &codec {
             TextCodec::Bytes => b'\n' as u32,
-            TextCodec::Bpe(_) => model.gguf().get_uint("tokenizer.ggml.bos_token_id").unwrap_or(0) as u32,
+            TextCodec::Bpe(_) => model
+                .gguf()
+                .get_uint("tokenizer.ggml.bos_token_id")
+                .unwrap_or(0) as u32,
         });
     }
     let params = SamplingParams {

@@ -1,3 +1,4 @@
+use mamba_rt::cpu::CpuKernels;
 use mamba_rt::error::io_err;
 use mamba_rt::{Error, LoadedModel, Result, Session};
 use std::path::PathBuf;
@@ -32,8 +33,9 @@ pub fn run(a: Args) -> Result<()> {
         .collect();
     let mut out = vec![0f32; x.len()];
     let mut s = Session::new(&m);
+    let k = CpuKernels::from_env(0)?;
     for (xi, oi) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        s.step_embedding(&mamba_core::Scalar, xi, oi)?;
+        s.step_embedding(&k, xi, oi)?;
     }
     super::write_f32_file(&a.out, &out)
 }

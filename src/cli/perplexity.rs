@@ -43,7 +43,10 @@ pub fn run(a: Args) -> Result<()> {
         tokens.truncate(a.limit);
     }
     if tokens.len() < 2 {
-        return Err(Error::Invalid(format!("{}: needs at least two tokens of text", a.file.display())));
+        return Err(Error::Invalid(format!(
+            "{}: needs at least two tokens of text",
+            a.file.display()
+        )));
     }
     // Bytes covered by the scored tokens (all but the first, which nothing predicts).
     let scored_bytes = codec.decode(&tokens[1..])?.len();

@@ -27,7 +27,17 @@ pub struct Tiny {
 
 impl Default for Tiny {
     fn default() -> Self {
-        Tiny { d: 32, layers: 2, e: 64, n: 8, k: 4, r: 3, v: 40, tied: true, dtype: DType::F32 }
+        Tiny {
+            d: 32,
+            layers: 2,
+            e: 64,
+            n: 8,
+            k: 4,
+            r: 3,
+            v: 40,
+            tied: true,
+            dtype: DType::F32,
+        }
     }
 }
 
@@ -44,34 +54,103 @@ pub fn tiny_writer(t: Tiny, seed: u64) -> GgufWriter {
     w.kv("mamba.ssm.inner_size", MetaValue::U32(t.e as u32));
     w.kv("mamba.ssm.state_size", MetaValue::U32(t.n as u32));
     w.kv("mamba.ssm.time_step_rank", MetaValue::U32(t.r as u32));
-    w.kv("mamba.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-5));
+    w.kv(
+        "mamba.attention.layer_norm_rms_epsilon",
+        MetaValue::F32(1e-5),
+    );
     let mut s = seed;
     let mut next = |n: usize, scale: f32| {
         s += 1;
         rand_vec(s, n, scale)
     };
     let mat = |w: &mut GgufWriter, name: String, vals: Vec<f32>, rows: usize, cols: usize| {
-        let dt = if t.dtype.block_len() > 1 && cols % 32 != 0 { DType::F16 } else { t.dtype };
-        w.tensor(TensorData { name, dtype: dt, dims: vec![cols as u64, rows as u64], data: encode(&vals, dt) });
+        let dt = if t.dtype.block_len() > 1 && cols % 32 != 0 {
+            DType::F16
+        } else {
+            t.dtype
+        };
+        w.tensor(TensorData {
+            name,
+            dtype: dt,
+            dims: vec![cols as u64, rows as u64],
+            data: encode(&vals, dt),
+        });
     };
     let vec32 = |w: &mut GgufWriter, name: String, vals: Vec<f32>, dims: Vec<u64>| {
-        w.tensor(TensorData { name, dtype: DType::F32, dims, data: encode(&vals, DType::F32) });
+        w.tensor(TensorData {
+            name,
+            dtype: DType::F32,
+            dims,
+            data: encode(&vals, DType::F32),
+        });
     };
-    mat(&mut w, "token_embd.weight".into(), next(t.v * t.d, 1.0), t.v, t.d);
-    vec32(&mut w, "output_norm.weight".into(), next(t.d, 0.2).iter().map(|x| 1.0 + x).collect(), vec![t.d as u64]);
+    mat(
+        &mut w,
+        "token_embd.weight".into(),
+        next(t.v * t.d, 1.0),
+        t.v,
+        t.d,
+    );
+    vec32(
+        &mut w,
+        "output_norm.weight".into(),
+        next(t.d, 0.2).iter().map(|x| 1.0 + x).collect(),
+        vec![t.d as u64],
+    );
     if !t.tied {
-        mat(&mut w, "output.weight".into(), next(t.v * t.d, 0.5), t.v, t.d);
+        mat(
+            &mut w,
+            "output.weight".into(),
+            next(t.v * t.d, 0.5),
+            t.v,
+            t.d,
+        );
     }
     for i in 0..t.layers {
         let g = |s: &str| format!("blk.{i}.{s}");
-        vec32(&mut w, g("attn_norm.weight"), next(t.d, 0.2).iter().map(|x| 1.0 + x).collect(), vec![t.d as u64]);
-        mat(&mut w, g("ssm_in.weight"), next(2 * t.e * t.d, 0.3), 2 * t.e, t.d);
-        vec32(&mut w, g("ssm_conv1d.weight"), next(t.e * t.k, 0.5), vec![t.k as u64, t.e as u64]);
-        vec32(&mut w, g("ssm_conv1d.bias"), next(t.e, 0.1), vec![t.e as u64]);
-        mat(&mut w, g("ssm_x.weight"), next((t.r + 2 * t.n) * t.e, 0.3), t.r + 2 * t.n, t.e);
+        vec32(
+            &mut w,
+            g("attn_norm.weight"),
+            next(t.d, 0.2).iter().map(|x| 1.0 + x).collect(),
+            vec![t.d as u64],
+        );
+        mat(
+            &mut w,
+            g("ssm_in.weight"),
+            next(2 * t.e * t.d, 0.3),
+            2 * t.e,
+            t.d,
+        );
+        vec32(
+            &mut w,
+            g("ssm_conv1d.weight"),
+            next(t.e * t.k, 0.5),
+            vec![t.k as u64, t.e as u64],
+        );
+        vec32(
+            &mut w,
+            g("ssm_conv1d.bias"),
+            next(t.e, 0.1),
+            vec![t.e as u64],
+        );
+        mat(
+            &mut w,
+            g("ssm_x.weight"),
+            next((t.r + 2 * t.n) * t.e, 0.3),
+            t.r + 2 * t.n,
+            t.e,
+        );
         mat(&mut w, g("ssm_dt.weight"), next(t.e * t.r, 0.5), t.e, t.r);
-        vec32(&mut w, g("ssm_dt.bias"), next(t.e, 1.0).iter().map(|x| x - 2.0).collect(), vec![t.e as u64]);
-        let a: Vec<f32> = next(t.e * t.n, 1.0).iter().map(|x| -(x + 1.5).exp()).collect();
+        vec32(
+            &mut w,
+            g("ssm_dt.bias"),
+            next(t.e, 1.0).iter().map(|x| x - 2.0).collect(),
+            vec![t.e as u64],
+        );
+        let a: Vec<f32> = next(t.e * t.n, 1.0)
+            .iter()
+            .map(|x| -(x + 1.5).exp())
+            .collect();
         vec32(&mut w, g("ssm_a"), a, vec![t.n as u64, t.e as u64]);
         vec32(&mut w, g("ssm_d"), next(t.e, 1.0), vec![t.e as u64]);
         mat(&mut w, g("ssm_out.weight"), next(t.d * t.e, 0.3), t.d, t.e);
@@ -109,12 +188,20 @@ pub fn rel_err(a: &[f32], r: &[f64]) -> f64 {
 
 /// Read little-endian f64 values.
 pub fn read_f64(p: &Path) -> Vec<f64> {
-    std::fs::read(p).unwrap().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    std::fs::read(p)
+        .unwrap()
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// Read little-endian f32 values.
 pub fn read_f32(p: &Path) -> Vec<f32> {
-    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    std::fs::read(p)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 /// The repository root.

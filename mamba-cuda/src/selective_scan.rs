@@ -1,0 +1,456 @@
+//! The fused selective scan (`kernels/selective_scan.cu`): launch planning,
+//! argument checks and the host-slice convenience wrapper.
+
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+
+use crate::buffer::{Element, GpuBuffer, MatView, MatViewMut};
+use crate::compile::SELECTIVE_SCAN;
+use crate::context::GpuContext;
+use crate::error::GpuError;
+
+/// Largest state size (N) the kernels take.
+pub const MAX_STATE: usize = 256;
+
+/// Threads per block of the scan kernels (`SCAN_THREADS` in the .cu file).
+const THREADS: usize = 128;
+/// Tokens loaded together (`SCAN_GROUP`); tiles are a multiple of it.
+const GROUP: usize = 4;
+/// Shortest chunk the planner makes when it splits the sequence.
+const MIN_CHUNK: usize = 32;
+
+/// The sizes of one scan call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanShape {
+    /// Independent sequences.
+    pub batch: usize,
+    /// Tokens per sequence (L).
+    pub len: usize,
+    /// Channels (E, d_inner).
+    pub channels: usize,
+    /// State size (N, d_state), 1..=256.
+    pub state: usize,
+}
+
+/// The inputs of [`GpuContext::selective_scan`]. Shapes use [`ScanShape`]'s names.
+pub struct ScanInputs<'a, T: Element> {
+    /// (batch, L, E).
+    pub u: MatView<'a, T>,
+    /// (batch, L, E), before softplus and bias.
+    pub delta: MatView<'a, T>,
+    /// (batch, L, E): the gate, y *= silu(z); `None`: no gate.
+    pub z: Option<MatView<'a, T>>,
+    /// (batch, L, N).
+    pub b: MatView<'a, T>,
+    /// (batch, L, N).
+    pub c: MatView<'a, T>,
+    /// (E, N), already negative: -exp(A_log).
+    pub a: &'a GpuBuffer<f32>,
+    /// (E): the skip, y += D * u; `None`: no skip.
+    pub d: Option<&'a GpuBuffer<f32>>,
+    /// (E): added to delta before softplus; `None`: zero.
+    pub delta_bias: Option<&'a GpuBuffer<f32>>,
+    /// (batch, E, N): the state before the first token; `None`: zero.
+    pub initial_state: Option<&'a GpuBuffer<f32>>,
+    /// Tokens per chunk of the sequence split; `None` (the normal choice):
+    /// planned from the device's size. For tests and tuning.
+    pub chunk_len: Option<usize>,
+}
+
+/// The same inputs as host slices, contiguous: (batch, L, E) for u, delta, z;
+/// (batch, L, N) for B, C; (E, N) for A; (E) for D and the bias; (batch, E, N)
+/// for the initial state.
+pub struct HostScanInputs<'a, T: Element> {
+    /// (batch, L, E).
+    pub u: &'a [T],
+    /// (batch, L, E).
+    pub delta: &'a [T],
+    /// (batch, L, E).
+    pub z: Option<&'a [T]>,
+    /// (batch, L, N).
+    pub b: &'a [T],
+    /// (batch, L, N).
+    pub c: &'a [T],
+    /// (E, N).
+    pub a: &'a [f32],
+    /// (E).
+    pub d: Option<&'a [f32]>,
+    /// (E).
+    pub delta_bias: Option<&'a [f32]>,
+    /// (batch, E, N).
+    pub initial_state: Option<&'a [f32]>,
+    /// See [`ScanInputs::chunk_len`].
+    pub chunk_len: Option<usize>,
+}
+
+/// What [`GpuContext::selective_scan_host`] returns.
+#[derive(Debug, Clone)]
+pub struct ScanOutput<T> {
+    /// (batch, L, E).
+    pub y: Vec<T>,
+    /// (batch, E, N): the state after the last token.
+    pub final_state: Vec<f32>,
+}
+
+/// Mirror of `ScanParams` in selective_scan.cu (same field order and types).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct ScanParams {
+    u: u64,
+    delta: u64,
+    z: u64,
+    b: u64,
+    c: u64,
+    a: u64,
+    d: u64,
+    delta_bias: u64,
+    s0: u64,
+    y: u64,
+    s_final: u64,
+    chunk_state: u64,
+    chunk_dsum: u64,
+    u_bs: i64,
+    u_rs: i64,
+    delta_bs: i64,
+    delta_rs: i64,
+    z_bs: i64,
+    z_rs: i64,
+    b_bs: i64,
+    b_rs: i64,
+    c_bs: i64,
+    c_rs: i64,
+    y_bs: i64,
+    y_rs: i64,
+    batch: i32,
+    l: i32,
+    e: i32,
+    n: i32,
+    g: i32,
+    npad: i32,
+    chunk_len: i32,
+    nchunks: i32,
+    tile_len: i32,
+}
+
+// SAFETY: plain #[repr(C)] data, laid out as the kernel's by-value struct.
+unsafe impl DeviceRepr for ScanParams {}
+
+/// How one call is cut up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ScanPlan {
+    /// States per thread (1, 2, 4, 8, 16).
+    pub nt: usize,
+    /// Threads per channel.
+    pub g: usize,
+    /// N rounded up to g * nt.
+    pub npad: usize,
+    pub chunk_len: usize,
+    pub nchunks: usize,
+    pub tile_len: usize,
+}
+
+/// States per thread and threads per channel for state size `n`: NT states
+/// in registers (at most 16, or `max_nt`), G = N / NT lanes per channel.
+pub(crate) fn state_split(n: usize, max_nt: usize) -> (usize, usize, usize) {
+    let nt = n
+        .next_power_of_two()
+        .min(16)
+        .min(max_nt.max(1).next_power_of_two());
+    let g = n.div_ceil(nt).next_power_of_two();
+    (nt, g, g * nt)
+}
+
+/// Tokens of B and C staged in shared memory per tile: tile_len * npad <= 1024
+/// (the kernel's TILE_PER_THREAD bound), a multiple of GROUP.
+pub(crate) fn tile_len(npad: usize) -> usize {
+    ((1024 / npad).clamp(GROUP, 64) / GROUP) * GROUP
+}
+
+/// Plans a call. `resident_threads` is how many threads of the output kernel
+/// the whole device holds at once (SM count times the kernel's occupancy), so
+/// the split adapts to the device (132 SMs on an H200, 8-16 on a Jetson Orin)
+/// and to the kernel's register use. The sequence is split only when batch *
+/// channels alone would fill less than half of that: a single pass at half
+/// occupancy beats doing the exponentials twice (measured on the H200:
+/// 16 x 5120 channels run faster in one pass, 8 x 1536 much faster split).
+pub(crate) fn plan(
+    shape: ScanShape,
+    resident_threads: usize,
+    max_nt: usize,
+    chunk_override: Option<usize>,
+) -> ScanPlan {
+    let (nt, g, npad) = state_split(shape.state, max_nt);
+    let l = shape.len;
+    let chunk_len = match chunk_override {
+        Some(c) => c.max(1),
+        None => {
+            let per_chunk = shape.batch * shape.channels * g;
+            if per_chunk * 2 >= resident_threads {
+                l
+            } else {
+                // About one full wave of threads.
+                let want = resident_threads.div_ceil(per_chunk);
+                l.div_ceil(want).max(MIN_CHUNK)
+            }
+        }
+    };
+    // Grid y is at most 65535.
+    let chunk_len = chunk_len.max(l.div_ceil(65535)).min(l);
+    ScanPlan {
+        nt,
+        g,
+        npad,
+        chunk_len,
+        nchunks: l.div_ceil(chunk_len),
+        tile_len: tile_len(npad),
+    }
+}
+
+/// `MAMBA_CUDA_SCAN_MAX_NT`: a tuning aid capping the states per thread
+/// (spreading N = 16 over 2 lanes with 8 each, say).
+fn max_nt() -> usize {
+    std::env::var("MAMBA_CUDA_SCAN_MAX_NT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
+}
+
+fn check_len(what: &str, buf_len: usize, want: usize) -> Result<(), GpuError> {
+    if buf_len != want {
+        return Err(GpuError::invalid(format!(
+            "{what}: {buf_len} elements, expected {want}"
+        )));
+    }
+    Ok(())
+}
+
+fn to_i32(what: &str, v: usize) -> Result<i32, GpuError> {
+    i32::try_from(v).map_err(|_| GpuError::invalid(format!("{what} = {v} is too large")))
+}
+
+fn to_i64(v: usize) -> i64 {
+    // Strides were checked to address inside a buffer, so they fit.
+    v as i64
+}
+
+impl GpuContext {
+    /// Queues the fused selective scan: y (batch, L, E) and the final state
+    /// (batch, E, N) from [`ScanInputs`]. `final_state` must not be the
+    /// initial state's buffer (the borrow rules see to it). To prefill in
+    /// pieces, pass each call's final state as the next call's initial state.
+    pub fn selective_scan<T: Element>(
+        &self,
+        shape: ScanShape,
+        inputs: &ScanInputs<'_, T>,
+        y: MatViewMut<'_, T>,
+        final_state: &mut GpuBuffer<f32>,
+    ) -> Result<(), GpuError> {
+        let ScanShape {
+            batch,
+            len,
+            channels: e,
+            state: n,
+        } = shape;
+        if n == 0 || n > MAX_STATE {
+            return Err(GpuError::invalid(format!(
+                "state size {n} is outside 1..={MAX_STATE}"
+            )));
+        }
+        if batch > 65535 {
+            return Err(GpuError::invalid(format!("batch {batch} is over 65535")));
+        }
+        let u = inputs.u.check("u", batch, len, e)?;
+        let delta = inputs.delta.check("delta", batch, len, e)?;
+        let z = match &inputs.z {
+            Some(z) => z.check("z", batch, len, e)?,
+            None => 0,
+        };
+        let bp = inputs.b.check("B", batch, len, n)?;
+        let cp = inputs.c.check("C", batch, len, n)?;
+        let yp = y.check("y", batch, len, e)?;
+        check_len("A", inputs.a.len(), e * n)?;
+        if let Some(d) = inputs.d {
+            check_len("D", d.len(), e)?;
+        }
+        if let Some(bias) = inputs.delta_bias {
+            check_len("delta_bias", bias.len(), e)?;
+        }
+        if let Some(s0) = inputs.initial_state {
+            check_len("initial_state", s0.len(), batch * e * n)?;
+        }
+        check_len("final_state", final_state.len(), batch * e * n)?;
+
+        let (nt, _, npad) = state_split(n, max_nt());
+        let smem = (2 * tile_len(npad) * npad * 4) as u32;
+        let suffix = format!("{}_nt{}", T::NAME, nt);
+        let f_out = self.function(&SELECTIVE_SCAN, &format!("scan_output_{suffix}"))?;
+        let props = self.props();
+        let per_sm = f_out
+            .occupancy_max_active_blocks_per_multiprocessor(THREADS as u32, smem as usize, None)
+            .map_err(|e| GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e))?
+            .max(1) as usize;
+        let resident = props.sm_count as usize * per_sm * THREADS;
+        let plan = plan(shape, resident, max_nt(), inputs.chunk_len);
+        let mut p = ScanParams {
+            u,
+            delta,
+            z,
+            b: bp,
+            c: cp,
+            a: inputs.a.ptr,
+            d: inputs.d.map_or(0, |d| d.ptr),
+            delta_bias: inputs.delta_bias.map_or(0, |b| b.ptr),
+            s0: inputs.initial_state.map_or(0, |s| s.ptr),
+            y: yp,
+            s_final: final_state.ptr,
+            u_bs: to_i64(inputs.u.batch_stride),
+            u_rs: to_i64(inputs.u.row_stride),
+            delta_bs: to_i64(inputs.delta.batch_stride),
+            delta_rs: to_i64(inputs.delta.row_stride),
+            z_bs: inputs.z.as_ref().map_or(0, |z| to_i64(z.batch_stride)),
+            z_rs: inputs.z.as_ref().map_or(0, |z| to_i64(z.row_stride)),
+            b_bs: to_i64(inputs.b.batch_stride),
+            b_rs: to_i64(inputs.b.row_stride),
+            c_bs: to_i64(inputs.c.batch_stride),
+            c_rs: to_i64(inputs.c.row_stride),
+            y_bs: to_i64(y.batch_stride),
+            y_rs: to_i64(y.row_stride),
+            batch: to_i32("batch", batch)?,
+            l: to_i32("L", len)?,
+            e: to_i32("E", e)?,
+            n: to_i32("N", n)?,
+            g: plan.g as i32,
+            npad: plan.npad as i32,
+            chunk_len: to_i32("chunk", plan.chunk_len)?,
+            nchunks: plan.nchunks as i32,
+            tile_len: plan.tile_len as i32,
+            ..Default::default()
+        };
+        let channels_per_block = THREADS / plan.g;
+        let grid_x = to_i32("grid", e.div_ceil(channels_per_block))? as u32;
+        // Held until the last launch is queued (see `GpuContext::workspace`).
+        let mut _ws_guard = None;
+        if plan.nchunks > 1 {
+            let state_elems = batch * plan.nchunks * e * plan.npad;
+            let dsum_elems = batch * plan.nchunks * e;
+            let (guard, ws) = self.workspace((state_elems + dsum_elems) * 4)?;
+            _ws_guard = Some(guard);
+            p.chunk_state = ws;
+            p.chunk_dsum = ws + (state_elems * 4) as u64;
+            let f = self.function(&SELECTIVE_SCAN, &format!("scan_chunk_state_{suffix}"))?;
+            let cfg = LaunchConfig {
+                grid_dim: (grid_x, (plan.nchunks - 1) as u32, batch as u32),
+                block_dim: (THREADS as u32, 1, 1),
+                shared_mem_bytes: smem,
+            };
+            self.launch(&f, cfg, &p)?;
+            let f = self.function(&SELECTIVE_SCAN, "scan_combine")?;
+            let threads = batch * e * plan.npad;
+            let cfg = LaunchConfig {
+                grid_dim: (to_i32("grid", threads.div_ceil(THREADS))? as u32, 1, 1),
+                block_dim: (THREADS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            self.launch(&f, cfg, &p)?;
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (grid_x, plan.nchunks as u32, batch as u32),
+            block_dim: (THREADS as u32, 1, 1),
+            shared_mem_bytes: smem,
+        };
+        self.launch(&f_out, cfg, &p)
+    }
+
+    /// [`GpuContext::selective_scan`] on host slices: uploads, runs (the
+    /// outputs poisoned with NaN first, so an element the kernel misses shows)
+    /// and downloads.
+    pub fn selective_scan_host<T: Element>(
+        &self,
+        shape: ScanShape,
+        inputs: &HostScanInputs<'_, T>,
+    ) -> Result<ScanOutput<T>, GpuError> {
+        let ScanShape {
+            batch,
+            len,
+            channels: e,
+            state: n,
+        } = shape;
+        let u = self.upload(inputs.u)?;
+        let delta = self.upload(inputs.delta)?;
+        let z = inputs.z.map(|z| self.upload(z)).transpose()?;
+        let b = self.upload(inputs.b)?;
+        let c = self.upload(inputs.c)?;
+        let a = self.upload(inputs.a)?;
+        let d = inputs.d.map(|d| self.upload(d)).transpose()?;
+        let bias = inputs.delta_bias.map(|d| self.upload(d)).transpose()?;
+        let s0 = inputs.initial_state.map(|s| self.upload(s)).transpose()?;
+        let mut y = self.upload(&vec![T::from_f32(f32::NAN); batch * len * e])?;
+        let mut fin = self.upload(&vec![f32::NAN; batch * e * n])?;
+        let dev = ScanInputs {
+            u: u.as_mat(len, e),
+            delta: delta.as_mat(len, e),
+            z: z.as_ref().map(|z| z.as_mat(len, e)),
+            b: b.as_mat(len, n),
+            c: c.as_mat(len, n),
+            a: &a,
+            d: d.as_ref(),
+            delta_bias: bias.as_ref(),
+            initial_state: s0.as_ref(),
+            chunk_len: inputs.chunk_len,
+        };
+        self.selective_scan(shape, &dev, y.as_mat_mut(len, e), &mut fin)?;
+        Ok(ScanOutput {
+            y: self.download(&y)?,
+            final_state: self.download(&fin)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An H200 holding 4 blocks of 128 threads per SM (126 registers each).
+    const H200: usize = 132 * 4 * 128;
+    /// A 16-SM Jetson Orin, same kernel.
+    const ORIN: usize = 16 * 4 * 128;
+
+    fn shape(batch: usize, len: usize, channels: usize, state: usize) -> ScanShape {
+        ScanShape {
+            batch,
+            len,
+            channels,
+            state,
+        }
+    }
+
+    #[test]
+    fn state_split_covers_n() {
+        for n in 1..=MAX_STATE {
+            let p = plan(shape(1, 10, 8, n), H200, 16, None);
+            assert!(p.npad >= n && p.npad == p.g * p.nt, "{n}: {p:?}");
+            assert!(p.g <= 32 && p.g.is_power_of_two());
+            assert!(p.tile_len % GROUP == 0 && p.tile_len >= GROUP);
+            assert!(p.tile_len * p.npad <= 1024 && 2 * p.tile_len * p.npad * 4 <= 48 * 1024);
+        }
+    }
+
+    #[test]
+    fn chunks_only_when_channels_are_few() {
+        // 64 x 1536 channels fill an H200 alone.
+        assert_eq!(plan(shape(64, 1024, 1536, 16), H200, 16, None).nchunks, 1);
+        // Batch 1 with 1536 channels is split...
+        let p = plan(shape(1, 2048, 1536, 16), H200, 16, None);
+        assert!(p.nchunks > 1 && p.chunk_len >= MIN_CHUNK, "{p:?}");
+        // ... and an Orin, with 8x fewer multiprocessors, splits less.
+        let q = plan(shape(1, 131072, 1536, 16), ORIN, 16, None);
+        let r = plan(shape(1, 131072, 1536, 16), H200, 16, None);
+        assert!(q.nchunks < r.nchunks, "{q:?} {r:?}");
+        for l in [1, 7, 31, 32, 33, 1000, 5000] {
+            let p = plan(shape(1, l, 4, 16), H200, 16, None);
+            assert!(
+                p.nchunks * p.chunk_len >= l && (p.nchunks - 1) * p.chunk_len < l,
+                "{l}: {p:?}"
+            );
+        }
+    }
+}
