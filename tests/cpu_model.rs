@@ -97,7 +97,7 @@ fn prefill_matches_step_mode() {
         for dtype in [DType::F32, DType::Q8_0] {
             let m = load(&small(n, biases), dtype, 5);
             let v = m.config().vocab_size;
-            // 300 tokens: two full blocks of 128 and a partial one.
+            // 300 tokens: two full blocks of 120 and a partial one.
             let toks = tokens(300, v);
             for isa in isas() {
                 for threads in [1, 2] {

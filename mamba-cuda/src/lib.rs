@@ -3,6 +3,12 @@
 //! file) compiled by NVRTC at load for the device's own architecture and cached
 //! on disk.
 //!
+//! Whole-model prefill: [`GpuModel::upload`] puts a `mamba_core::Model`'s
+//! weights on the GPU once (GEMMs through cuBLAS in [`GemmPrecision`] f32,
+//! tf32, f16 or bf16), and [`GpuModel::prefill`] / [`PrefillRun`] run a batch
+//! of token sequences through every layer, taking and returning the recurrent
+//! state in mamba-core's layout so a CPU session can continue it.
+//!
 //! The CUDA libraries are loaded at run time (cudarc, dynamic loading): the
 //! crate builds, and its tests pass, on machines with no CUDA at all.
 //! [`GpuContext::is_available`] says why no GPU can be used, without panicking.

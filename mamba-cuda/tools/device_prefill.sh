@@ -25,7 +25,7 @@ echo "cuda_prefill rc=$?"
 if grep -q "libcublas not found" "$OUT/tests.log"; then
     echo "cuBLAS not found by the loader; retrying with LD_LIBRARY_PATH"
     export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
-    timeout 90 $D/cuda_prefill --nocapture --test-threads=4 >> "$OUT/tests.log" 2>&1
+    timeout 80 $D/cuda_prefill --nocapture --test-threads=4 >> "$OUT/tests.log" 2>&1
     echo "cuda_prefill (LD_LIBRARY_PATH) rc=$?"
 fi
 grep -E "^rel |panicked|^test |test result|skipping|error" "$OUT/tests.log" | head -80

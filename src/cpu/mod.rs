@@ -292,8 +292,8 @@ impl Kernels for CpuKernels {
             }
             return;
         }
-        // Split tokens (multiples of 3, the tile height); every part reads all weights.
-        let per = t.div_ceil(threads).div_ceil(3) * 3;
+        // Split tokens (multiples of 6, the widest tile); every part reads all weights.
+        let per = t.div_ceil(threads).div_ceil(6) * 6;
         let n_parts = t.div_ceil(per);
         let out = OutPtr(y.as_mut_ptr());
         let (rows, cols, simd) = (w.rows, w.cols, self.simd);

@@ -244,7 +244,8 @@ int main(int argc, char **argv) {
     free(bytes);
 
     printf("stress_threads: %d threads, %ld hand-off rounds, %ld session iterations, "
-           "%d failures\n",
-           N_THREADS, rounds, total, g_failures + g_thread_failures);
-    return (g_failures + g_thread_failures) ? 1 : 0;
+           "%d thread failure(s)\n",
+           N_THREADS, rounds, total, g_thread_failures);
+    g_failures += g_thread_failures;
+    return test_summary("stress_threads");
 }

@@ -470,3 +470,41 @@ pub fn matvec_q(dtype: DType, data: &[u8], rb: usize, xq: &[Q8Act], y: &mut [f32
     }
     true
 }
+
+/// [`tile_4x3`] for 6 tokens: 24 accumulators, so each weight load feeds 6 FMAs.
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub fn tile_4x6(w: &[f32], ws: usize, x: &[f32], xs: usize, kc: usize) -> [[f32; 4]; 6] {
+    assert!(kc <= ws && kc <= xs && w.len() >= 3 * ws + kc && x.len() >= 5 * xs + kc);
+    let mut acc = [[_mm512_setzero_ps(); 4]; 6];
+    let wp = w.as_ptr();
+    let xp = x.as_ptr();
+    let mut k = 0;
+    while k < kc {
+        let left = kc - k;
+        let m: __mmask16 = if left >= 16 {
+            0xffff
+        } else {
+            (1u32 << left) as u16 - 1
+        };
+        // SAFETY: masked loads read only elements k..min(k + 16, kc) of rows r < 4 of w
+        // (r * ws + kc <= w.len()) and rows t < 6 of x (t * xs + kc <= x.len()), asserted.
+        unsafe {
+            let xv: [__m512; 6] = core::array::from_fn(|t| _mm512_maskz_loadu_ps(m, xp.add(t * xs + k)));
+            #[allow(clippy::needless_range_loop)]
+            for r in 0..4 {
+                let wv = _mm512_maskz_loadu_ps(m, wp.add(r * ws + k));
+                for t in 0..6 {
+                    acc[t][r] = _mm512_fmadd_ps(wv, xv[t], acc[t][r]);
+                }
+            }
+        }
+        k += 16;
+    }
+    let mut out = [[0.0f32; 4]; 6];
+    for t in 0..6 {
+        for r in 0..4 {
+            out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
+        }
+    }
+    out
+}

@@ -269,8 +269,34 @@ impl Simd {
         };
         let mut t0 = 0;
         while t0 < t {
-            let nt = (t - t0).min(3);
             let mut r = 0;
+            // AVX-512 has the registers for 6 tokens a tile (24 accumulators).
+            #[cfg(target_arch = "x86_64")]
+            if self.isa == Isa::Avx512 && t - t0 >= 6 {
+                while r + 4 <= mc {
+                    let xs = &x[t0 * cols + k0..];
+                    let ws = &panel[r * kc..];
+                    // SAFETY: see dot_row.
+                    let o = unsafe { avx512::tile_4x6(ws, kc, xs, cols, kc) };
+                    for (tt, row) in o.iter().enumerate() {
+                        for (rr, &v) in row.iter().enumerate() {
+                            put(t0 + tt, r + rr, v);
+                        }
+                    }
+                    r += 4;
+                }
+                for rr in r..mc {
+                    let wrow = &panel[rr * kc..(rr + 1) * kc];
+                    for tt in 0..6 {
+                        let xr = &x[(t0 + tt) * cols + k0..(t0 + tt) * cols + k0 + kc];
+                        let v = self.dot_row(DType::F32, bytemuck::cast_slice(wrow), xr, &[]);
+                        put(t0 + tt, rr, v);
+                    }
+                }
+                t0 += 6;
+                continue;
+            }
+            let nt = (t - t0).min(3);
             #[cfg(target_arch = "x86_64")]
             if nt == 3 {
                 while r + 4 <= mc {
