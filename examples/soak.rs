@@ -106,7 +106,7 @@ fn run(a: &Args) -> Result<(), String> {
     let model = LoadedModel::open(&a.model).map_err(|e| e.to_string())?;
     let k =
         CpuKernels::with_isa(a.threads, mamba_rt::cpu::detect_isa()).map_err(|e| e.to_string())?;
-    let cfg = model.config().clone();
+    let cfg = *model.config();
     let v = cfg.vocab_size;
     println!(
         "soak: {} (vocab {}, {} layers, d_model {}), {} steps, {} thread(s), {} kernels, \

@@ -39,7 +39,7 @@ cat "$tmp/firmware.txt"
 
 echo "== mamba-cli generate on the host"
 cargo build --locked --release --bin mamba-cli
-cli=(target/release/mamba-cli generate "$prompt" --model "$model" "${sampling[@]}" --no-echo)
+cli=("${CARGO_TARGET_DIR:-target}/release/mamba-cli" generate "$prompt" --model "$model" "${sampling[@]}" --no-echo)
 MAMBA_KERNELS=scalar "${cli[@]}" > "$tmp/host-scalar.txt"
 "${cli[@]}" > "$tmp/host-default.txt"
 

@@ -23,9 +23,11 @@ if command -v rustup >/dev/null 2>&1; then
     rustup target add thumbv7em-none-eabihf >&2
 fi
 
-# Target and target dir come from .cargo/config.toml.
-cargo build --release --locked >&2
-elf="$here/../../target/firmware-qemu/thumbv7em-none-eabihf/release/mamba-firmware-qemu"
+# The target comes from .cargo/config.toml; the target dir is set here too, over any
+# CARGO_TARGET_DIR, so that size.sh finds the image.
+target_dir="$here/../../target/firmware-qemu"
+cargo build --release --locked --target-dir "$target_dir" >&2
+elf="$target_dir/thumbv7em-none-eabihf/release/mamba-firmware-qemu"
 
 # The whole run takes seconds; the timeout only guards against a firmware that never exits.
 exec timeout 600 qemu-system-arm -M mps2-an386 -nographic -monitor none -serial none \

@@ -12,7 +12,7 @@
 //! caller simply runs that worker's parts itself instead of waiting for it to wake.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,13 @@ impl Pool {
         let guard = if self.workers.is_empty() {
             None
         } else {
-            self.lock.try_lock().ok()
+            match self.lock.try_lock() {
+                Ok(g) => Some(g),
+                // A part panicked in an earlier call; the pool itself is consistent (every
+                // part of that call had finished), so keep using it.
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
         };
         let Some(mut generation) = guard else {
             (0..parts).for_each(f);
@@ -223,6 +229,20 @@ mod tests {
                 assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
             }
         }
+    }
+
+    #[test]
+    fn survives_a_panicking_part() {
+        let p = Pool::new(2);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.run(4, &|i| assert!(i != 3, "part 3 fails"));
+        }));
+        assert!(r.is_err());
+        let n = AtomicUsize::new(0);
+        p.run(4, &|_| {
+            n.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(n.load(Ordering::SeqCst), 4);
     }
 
     #[test]

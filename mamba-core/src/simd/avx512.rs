@@ -489,7 +489,8 @@ pub fn tile_4x6(w: &[f32], ws: usize, x: &[f32], xs: usize, kc: usize) -> [[f32;
         // SAFETY: masked loads read only elements k..min(k + 16, kc) of rows r < 4 of w
         // (r * ws + kc <= w.len()) and rows t < 6 of x (t * xs + kc <= x.len()), asserted.
         unsafe {
-            let xv: [__m512; 6] = core::array::from_fn(|t| _mm512_maskz_loadu_ps(m, xp.add(t * xs + k)));
+            let xv: [__m512; 6] =
+                core::array::from_fn(|t| _mm512_maskz_loadu_ps(m, xp.add(t * xs + k)));
             #[allow(clippy::needless_range_loop)]
             for r in 0..4 {
                 let wv = _mm512_maskz_loadu_ps(m, wp.add(r * ws + k));

@@ -10,6 +10,8 @@
 pub mod act;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 // The AVX-512 intrinsics are stable since Rust 1.89 and safe `#[target_feature]`
 // functions since 1.86, above the workspace's declared rust-version (1.85): building this
 // crate needs 1.89 (see PERF_NOTES.md; the lead decides on the MSRV bump).
@@ -31,7 +33,7 @@ pub enum Isa {
     Avx2,
     /// x86_64 AVX-512 F/BW/DQ/VL + VNNI (on top of AVX2).
     Avx512,
-    /// aarch64 NEON (not written yet: runs the scalar kernels).
+    /// aarch64 NEON (f32 arithmetic; int8 `dotprod` kernels not written yet).
     Neon,
 }
 
@@ -145,6 +147,7 @@ impl Simd {
     /// Dot of one raw row with `x` (f32) or `xq` (int8 blocks, when [`Self::wants_act`]).
     #[inline]
     pub fn dot_row(&self, dtype: DType, row: &[u8], x: &[f32], xq: &[Q8Act]) -> f32 {
+        let _ = xq; // only the x86 int8 paths read it
         match self.isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
@@ -158,6 +161,11 @@ impl Simd {
                 // SAFETY: a Simd with Isa::Avx2 exists only where the CPU has AVX2, FMA
                 // and F16C (see above).
                 unsafe { avx2_dot_row(dtype, row, x, xq) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: NEON is part of every aarch64 CPU (the target's baseline).
+                unsafe { neon::dot_row(dtype, row, x) }
             }
             _ => dot_row_scalar(dtype, row, x),
         }
@@ -194,6 +202,11 @@ impl Simd {
             Isa::Avx2 | Isa::Avx512 => {
                 // SAFETY: both ISAs imply AVX2 + FMA + F16C (see dot_row).
                 unsafe { avx2::silu_inplace(x) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: NEON is part of every aarch64 CPU (the target's baseline).
+                unsafe { neon::silu_inplace(x) }
             }
             _ => {
                 for v in x {
@@ -269,6 +282,7 @@ impl Simd {
         };
         let mut t0 = 0;
         while t0 < t {
+            #[allow(unused_mut)] // only x86_64 has the tiles that advance it
             let mut r = 0;
             // AVX-512 has the registers for 6 tokens a tile (24 accumulators).
             #[cfg(target_arch = "x86_64")]
@@ -400,6 +414,11 @@ impl Kernels for Simd {
             Isa::Avx2 | Isa::Avx512 => {
                 // SAFETY: both ISAs imply AVX2 + FMA + F16C (see dot_row).
                 unsafe { avx2::ssm_step(p, state, y) }
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                // SAFETY: NEON is part of every aarch64 CPU (the target's baseline).
+                unsafe { neon::ssm_step(p, state, y) }
             }
             _ => scalar_ssm_step(p, state, y),
         }
