@@ -47,11 +47,28 @@ if rustup run nightly rustc --version >/dev/null 2>&1 &&
     tsan_target="$target/tsan"
     RUSTFLAGS="-Zsanitizer=thread" cargo +nightly build -Zbuild-std --target "$host" \
         --release -p mamba-ffi --target-dir "$tsan_target"
-    lib="$tsan_target/$host/release"
-    # The C side carries the TSan runtime; libmamba.so's instrumentation calls into it.
+    lib="$tmp/tsan-lib"
+    mkdir -p "$lib"
+    cp "$tsan_target/$host/release/libmamba.so" "$lib/libmamba.so.0"
+    ln -sf libmamba.so.0 "$lib/libmamba.so"
+    # The C side carries the TSan runtime (the compiler's libtsan); libmamba.so's
+    # instrumentation calls into it. Rust's LLVM also emits __tsan_memcpy/memmove/
+    # memset, which older runtimes (GCC 12's) lack: forward them to the intercepted
+    # libc functions, exported from the program so the library binds to them.
+    cat >"$tmp/tsan_shim.c" <<'SHIM'
+#include <string.h>
+void *__tsan_memcpy(void *d, const void *s, size_t n) { return memcpy(d, s, n); }
+void *__tsan_memmove(void *d, const void *s, size_t n) { return memmove(d, s, n); }
+void *__tsan_memset(void *d, int c, size_t n) { return memset(d, c, n); }
+SHIM
+    shim="$tmp/tsan_shim.c"
+    if echo 'int main(void){return 0;}' | "$cc" -x c -fsanitize=thread - -o "$tmp/probe" \
+        -Wl,--defsym=probe_=__tsan_memcpy 2>/dev/null; then
+        shim="" # the runtime has them
+    fi
     # shellcheck disable=SC2086
-    "$cc" $cflags -fsanitize=thread $mflags tests/c/stress_threads.c -o "$tmp/stress_tsan" \
-        -L"$lib" -lmamba -Wl,-rpath,"$lib" -lpthread
+    "$cc" $cflags -fsanitize=thread $mflags tests/c/stress_threads.c $shim -o "$tmp/stress_tsan" \
+        -rdynamic -L"$lib" -lmamba -Wl,-rpath,"$lib" -lpthread
     if TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1" \
         "$tmp/stress_tsan" "$tmp/a.gguf" "${TSAN_SECONDS:-20}"; then
         echo "PASS: ThreadSanitizer (no reports)"

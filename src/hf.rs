@@ -150,7 +150,15 @@ impl HfCheckpoint {
         let l0 = |s: &str| format!("backbone.layers.0.mixer.{s}");
         let shape_of = |n: &str| -> Result<Vec<usize>> { Ok(self.get(n)?.1) };
         let in_shape = shape_of(&l0("in_proj.weight"))?;
-        let e = in_shape[0] / 2;
+        let e = match in_shape.as_slice() {
+            [rows, _] if *rows > 0 && rows % 2 == 0 => rows / 2,
+            _ => {
+                return Err(format_err(
+                    &self.dir,
+                    format!("in_proj.weight has shape {in_shape:?}, expected (2 * E, D)"),
+                ));
+            }
+        };
         let a_shape = shape_of(&l0("A_log"))?;
         let n = *a_shape.last().unwrap_or(&0);
         let conv_shape = shape_of(&l0("conv1d.weight"))?;

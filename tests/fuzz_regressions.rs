@@ -69,3 +69,36 @@ fn fuzz_ffi_load_regressions() {
         let _ = harness::loaded_model(d);
     });
 }
+
+/// Found by fuzz_gguf and fuzz_ffi_load (`fuzz/regressions/*/q8act-subnormal-overflow`):
+/// a block of activations whose largest magnitude is below f32's normal range
+/// (|x| < 1.2e-38 * 127) made `Q8Act::quantize` compute `1/d` = infinity, saturate
+/// `t as i32` to i32::MAX and overflow its i32 sum: a panic with overflow checks,
+/// quants of -1 (`i32::MAX as i8`) and a garbage `s` without. Any model whose
+/// activations get that small on a Q8_0/Q4_0 layer of the SIMD path hits it.
+#[test]
+fn q8_act_quantize_subnormal_block() {
+    use mamba_core::simd::act::Q8Act;
+    for amax in [
+        1e-40f32,
+        1e-39,
+        f32::MIN_POSITIVE,
+        f32::MIN_POSITIVE * 100.0,
+    ] {
+        let x: Vec<f32> = (0..32)
+            .map(|i| if i % 2 == 0 { amax } else { -amax / 2.0 })
+            .collect();
+        let q = Q8Act::quantize(&x);
+        assert!(q.d.is_finite() && q.s.is_finite(), "amax {amax}: {q:?}");
+        // Either quantized faithfully (+127 / about -64) or flushed to a zero block.
+        let ok = q.qs.iter().all(|&v| v == 0)
+            || q.qs.iter().enumerate().all(|(i, &v)| {
+                if i % 2 == 0 {
+                    v == 127
+                } else {
+                    (-64..=-63).contains(&v)
+                }
+            });
+        assert!(ok, "amax {amax}: quants {:?}", q.qs);
+    }
+}

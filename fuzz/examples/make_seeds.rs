@@ -6,7 +6,6 @@
 //! Deterministic: the same code writes the same files.
 
 #[path = "../harness.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use mamba_core::{DType, ModelConfig};
@@ -41,7 +40,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) {
 /// A tiny safetensors file: tensors in order, f32 or bf16.
 fn safetensors(tensors: &[(String, Vec<usize>, Vec<f32>)], bf16: bool) -> Vec<u8> {
     let mut hdr = serde_json_lite(tensors, bf16);
-    while hdr.len() % 8 != 0 {
+    while !hdr.len().is_multiple_of(8) {
         hdr.push(' ');
     }
     let mut out = (hdr.len() as u64).to_le_bytes().to_vec();

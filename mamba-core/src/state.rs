@@ -90,6 +90,10 @@ pub fn import(model: &Model<'_>, blob: &[u8], state: &mut [f32]) -> Result<()> {
     if u32_at(8) != STATE_VERSION {
         return Err(Error::BadState("unsupported version"));
     }
+    // Reserved for flags; only 0 is defined.
+    if u32_at(12) != 0 {
+        return Err(Error::BadState("reserved header field is not zero"));
+    }
     if u64_at(16) != cfg.fingerprint() || u64_at(24) != model.fingerprint() {
         return Err(Error::StateMismatch);
     }

@@ -30,7 +30,13 @@ impl Q8Act {
     pub fn quantize(x: &[f32]) -> Self {
         let amax = x[..QK].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        // A block whose largest value is below f32's normal range (or is inf/NaN)
+        // becomes a zero block: 1/d would overflow to infinity and `as i32` saturate.
+        // Such blocks add nothing measurable to a dot product.
+        if !d.is_normal() {
+            return Q8Act::ZERO;
+        }
+        let id = 1.0 / d;
         let mut qs = [0i8; QK];
         let mut sum = 0i32;
         for (q, &v) in qs.iter_mut().zip(x) {
