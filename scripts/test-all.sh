@@ -41,6 +41,7 @@ step "main job: mamba-cli generate with the shipped model" bash -c '
     out=$(cargo run --release --locked --bin mamba-cli -- generate "The Rust programming language" --max-tokens 64)
     echo "$out"
     [ ${#out} -gt 60 ]'
+step "GGUF files read by llama.cpp's gguf-py" bash scripts/test-gguf-peer.sh
 step "C ABI: header check, C/C++/Python tests and examples under valgrind" bash scripts/test-c.sh
 step "C ABI under AddressSanitizer" bash scripts/test-c-asan.sh
 step "C ABI: 16-thread stress" bash scripts/test-concurrency.sh

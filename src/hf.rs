@@ -329,14 +329,14 @@ impl HfCheckpoint {
                 self.get_shaped(&hf("conv1d.weight"), &[e, 1, k])?,
                 vec![k as u64, e as u64],
             );
-            if conv_bias {
-                vec32(
-                    &mut w,
-                    gg("ssm_conv1d.bias"),
-                    self.get_shaped(&hf("conv1d.bias"), &[e])?,
-                    vec![e as u64],
-                );
-            }
+            // llama.cpp's loader requires a conv bias: a checkpoint without one
+            // (use_conv_bias = false) gets zeros, which compute the same thing.
+            let conv_b = if conv_bias {
+                self.get_shaped(&hf("conv1d.bias"), &[e])?
+            } else {
+                vec![0.0; e]
+            };
+            vec32(&mut w, gg("ssm_conv1d.bias"), conv_b, vec![e as u64]);
             mat(
                 &mut w,
                 gg("ssm_x.weight"),

@@ -378,3 +378,30 @@ fn cli_reports_errors_without_panicking() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn absent_conv_bias_equals_zero_conv_bias() {
+    // GGUF files from other writers may leave the conv bias out; it must act as zeros.
+    let mut with = tiny_writer(Tiny::default(), 4);
+    let mut without = tiny_writer(Tiny::default(), 4);
+    for i in 0..Tiny::default().layers {
+        let name = format!("blk.{i}.ssm_conv1d.bias");
+        let t = with.tensor_mut(&name).unwrap();
+        t.data.iter_mut().for_each(|b| *b = 0);
+        without.remove_tensor(&name);
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    with.write_to(&mut a).unwrap();
+    without.write_to(&mut b).unwrap();
+    let ma = LoadedModel::from_gguf_bytes(&a).unwrap();
+    let mb = LoadedModel::from_gguf_bytes(&b).unwrap();
+    assert!(ma.config().conv_bias && !mb.config().conv_bias);
+    let (mut sa, mut sb) = (Session::new(&ma), Session::new(&mb));
+    let v = ma.config().vocab_size;
+    let (mut la, mut lb) = (vec![0f32; v], vec![0f32; v]);
+    for t in [3u32, 1, 4, 1, 5] {
+        sa.step_token(&Scalar, t, &mut la).unwrap();
+        sb.step_token(&Scalar, t, &mut lb).unwrap();
+        assert_eq!(la, lb);
+    }
+}
