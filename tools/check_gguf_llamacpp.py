@@ -19,6 +19,29 @@ def fail(msg):
     sys.exit(1)
 
 
+def read_safetensors(path):
+    """name -> float64 array; F32, F16 and BF16 (numpy has no bfloat16)."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    hdr = json.loads(raw[8:8 + n])
+    out = {}
+    for name, t in hdr.items():
+        if name == "__metadata__":
+            continue
+        s, e = t["data_offsets"]
+        b = raw[8 + n + s:8 + n + e]
+        if t["dtype"] == "F32":
+            a = np.frombuffer(b, "<f4")
+        elif t["dtype"] == "F16":
+            a = np.frombuffer(b, "<f2")
+        elif t["dtype"] == "BF16":
+            a = (np.frombuffer(b, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            continue
+        out[name] = a.astype(np.float64).reshape(t["shape"])
+    return out
+
+
 def main():
     path = sys.argv[1]
     hf = sys.argv[2] if len(sys.argv) > 2 else None
@@ -77,11 +100,10 @@ def main():
             fail(f"{name} must be F32, is {t.tensor_type.name}")
 
     if hf:
-        from safetensors.numpy import load_file
         st = {}
         for f in os.listdir(hf):
             if f.endswith(".safetensors"):
-                st.update(load_file(os.path.join(hf, f)))
+                st.update(read_safetensors(os.path.join(hf, f)))
         a = tensors["blk.0.ssm_a"].data.reshape(E, N)
         ref = -np.exp(st["backbone.layers.0.mixer.A_log"].astype(np.float64))
         if np.abs(a - ref).max() > 1e-5 * np.abs(ref).max():
