@@ -405,3 +405,37 @@ fn absent_conv_bias_equals_zero_conv_bias() {
         assert_eq!(la, lb);
     }
 }
+
+#[test]
+fn old_conv_layout_with_singleton_middle_dim_loads() {
+    // Older llama.cpp files store the conv as {K, 1, E}; the same bytes must give the
+    // same model as the squeezed {K, E}.
+    let t = Tiny::default();
+    let new = tiny_writer(t, 6);
+    let mut old = tiny_writer(t, 6);
+    for i in 0..t.layers {
+        old.tensor_mut(&format!("blk.{i}.ssm_conv1d.weight"))
+            .unwrap()
+            .dims = vec![t.k as u64, 1, t.e as u64];
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    new.write_to(&mut a).unwrap();
+    old.write_to(&mut b).unwrap();
+    let (ma, mb) = (
+        LoadedModel::from_gguf_bytes(&a).unwrap(),
+        LoadedModel::from_gguf_bytes(&b).unwrap(),
+    );
+    let (mut sa, mut sb) = (Session::new(&ma), Session::new(&mb));
+    let (mut la, mut lb) = (vec![0f32; t.v], vec![0f32; t.v]);
+    for tok in [7u32, 0, 9] {
+        sa.step_token(&Scalar, tok, &mut la).unwrap();
+        sb.step_token(&Scalar, tok, &mut lb).unwrap();
+        assert_eq!(la, lb);
+    }
+    // A middle dim other than 1 is a shape error.
+    let mut bad = tiny_writer(t, 6);
+    bad.tensor_mut("blk.0.ssm_conv1d.weight").unwrap().dims = vec![t.k as u64, 2, t.e as u64 / 2];
+    let mut c = Vec::new();
+    bad.write_to(&mut c).unwrap();
+    expect(&c, "ssm_conv1d.weight");
+}
