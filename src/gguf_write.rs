@@ -228,3 +228,74 @@ pub fn encode(values: &[f32], dtype: DType) -> Vec<u8> {
             .collect(),
     }
 }
+
+/// llama.cpp's `general.file_type` for a file whose projections are `dtype`.
+pub fn file_type(dtype: DType) -> u32 {
+    match dtype {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Q4_0 => 2,
+        DType::Q8_0 => 7,
+        DType::BF16 => 32,
+    }
+}
+
+/// Write the `general.*` and `mamba.*` metadata llama.cpp's `mamba` architecture reads.
+pub fn write_mamba_metadata(
+    w: &mut GgufWriter,
+    c: &mamba_core::ModelConfig,
+    name: &str,
+    dtype: DType,
+) {
+    w.kv("general.architecture", MetaValue::Str("mamba".into()));
+    w.kv("general.name", MetaValue::Str(name.into()));
+    w.kv("general.file_type", MetaValue::U32(file_type(dtype)));
+    w.kv("general.quantization_version", MetaValue::U32(2));
+    w.kv("mamba.context_length", MetaValue::U32(1 << 20));
+    w.kv("mamba.embedding_length", MetaValue::U32(c.d_model as u32));
+    w.kv("mamba.feed_forward_length", MetaValue::U32(0));
+    w.kv("mamba.attention.head_count", MetaValue::U32(0));
+    w.kv("mamba.block_count", MetaValue::U32(c.n_layer as u32));
+    w.kv("mamba.ssm.conv_kernel", MetaValue::U32(c.d_conv as u32));
+    w.kv("mamba.ssm.inner_size", MetaValue::U32(c.d_inner as u32));
+    w.kv("mamba.ssm.state_size", MetaValue::U32(c.d_state as u32));
+    w.kv("mamba.ssm.time_step_rank", MetaValue::U32(c.dt_rank as u32));
+    w.kv(
+        "mamba.attention.layer_norm_rms_epsilon",
+        MetaValue::F32(c.eps),
+    );
+    w.kv("mamba.ssm.dt_b_c_rms", MetaValue::Bool(c.dt_b_c_rms));
+}
+
+/// Add a (rows x cols) projection or embedding stored as `dtype`; quantized types fall
+/// back to F16 when a row is not a whole number of blocks (as llama.cpp does).
+pub fn add_matrix(
+    w: &mut GgufWriter,
+    name: String,
+    vals: &[f32],
+    rows: usize,
+    cols: usize,
+    dtype: DType,
+) {
+    let dt = if dtype.block_len() > 1 && cols % dtype.block_len() != 0 {
+        DType::F16
+    } else {
+        dtype
+    };
+    w.tensor(TensorData {
+        name,
+        dtype: dt,
+        dims: vec![cols as u64, rows as u64],
+        data: encode(vals, dt),
+    });
+}
+
+/// Add an f32 tensor with GGUF dims (innermost first).
+pub fn add_f32(w: &mut GgufWriter, name: String, vals: &[f32], dims: Vec<u64>) {
+    w.tensor(TensorData {
+        name,
+        dtype: DType::F32,
+        dims,
+        data: encode(vals, DType::F32),
+    });
+}

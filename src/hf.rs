@@ -4,7 +4,7 @@
 //! bytes, so a folder and its converted file run the same code.
 
 use crate::error::{Result, format_err, io_err};
-use crate::gguf_write::{GgufWriter, MetaValue, TensorData, encode};
+use crate::gguf_write::{GgufWriter, MetaValue, add_f32, add_matrix, write_mamba_metadata};
 use crate::safetensors::SafeTensors;
 use mamba_core::DType;
 use serde_json::Value;
@@ -218,37 +218,28 @@ impl HfCheckpoint {
         let conv_bias = self.has(&l0("conv1d.bias"));
 
         let mut w = GgufWriter::new();
-        let file_type = match dtype {
-            DType::F32 => 0,
-            DType::F16 => 1,
-            DType::Q4_0 => 2,
-            DType::Q8_0 => 7,
-            DType::BF16 => 32,
-        };
         let name = self
             .dir
             .file_name()
             .and_then(|s| s.to_str())
             .unwrap_or("mamba")
             .to_string();
-        w.kv("general.architecture", MetaValue::Str("mamba".into()));
-        w.kv("general.name", MetaValue::Str(name));
-        w.kv("general.file_type", MetaValue::U32(file_type));
-        w.kv("general.quantization_version", MetaValue::U32(2));
-        w.kv("mamba.context_length", MetaValue::U32(1 << 20));
-        w.kv("mamba.embedding_length", MetaValue::U32(d as u32));
-        w.kv("mamba.feed_forward_length", MetaValue::U32(0));
-        w.kv("mamba.attention.head_count", MetaValue::U32(0));
-        w.kv("mamba.block_count", MetaValue::U32(n_layer as u32));
-        w.kv("mamba.ssm.conv_kernel", MetaValue::U32(k as u32));
-        w.kv("mamba.ssm.inner_size", MetaValue::U32(e as u32));
-        w.kv("mamba.ssm.state_size", MetaValue::U32(n as u32));
-        w.kv("mamba.ssm.time_step_rank", MetaValue::U32(r as u32));
-        w.kv(
-            "mamba.attention.layer_norm_rms_epsilon",
-            MetaValue::F32(eps),
-        );
-        w.kv("mamba.ssm.dt_b_c_rms", MetaValue::Bool(dt_b_c_rms));
+        let cfg = mamba_core::ModelConfig {
+            d_model: d,
+            n_layer,
+            d_inner: e,
+            d_state: n,
+            d_conv: k,
+            dt_rank: r,
+            vocab_size: v,
+            eps,
+            in_proj_bias: in_bias,
+            out_proj_bias: out_bias,
+            conv_bias: true,
+            tied_head: tied,
+            dt_b_c_rms,
+        };
+        write_mamba_metadata(&mut w, &cfg, &name, dtype);
         let tok = self.dir.join("tokenizer.json");
         if tok.exists() {
             for (key, val) in tokenizer_metadata(&tok, v)? {
@@ -257,25 +248,10 @@ impl HfCheckpoint {
         }
 
         let mat = |w: &mut GgufWriter, gname: String, vals: Vec<f32>, rows: usize, cols: usize| {
-            let dt = if dtype.block_len() > 1 && cols % dtype.block_len() != 0 {
-                DType::F16
-            } else {
-                dtype
-            };
-            w.tensor(TensorData {
-                name: gname,
-                dtype: dt,
-                dims: vec![cols as u64, rows as u64],
-                data: encode(&vals, dt),
-            });
+            add_matrix(w, gname, &vals, rows, cols, dtype)
         };
         let vec32 = |w: &mut GgufWriter, gname: String, vals: Vec<f32>, dims: Vec<u64>| {
-            w.tensor(TensorData {
-                name: gname,
-                dtype: DType::F32,
-                dims,
-                data: encode(&vals, DType::F32),
-            });
+            add_f32(w, gname, &vals, dims)
         };
         mat(
             &mut w,

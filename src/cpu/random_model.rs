@@ -1,7 +1,7 @@
 //! Random-weight models of any Mamba-1 shape (by default mamba-130m's), written with the
 //! GGUF writer: benchmarks and accuracy tests need the exact shapes, not the weights.
 
-use crate::gguf_write::{GgufWriter, MetaValue, TensorData, encode};
+use crate::gguf_write::{GgufWriter, add_f32, add_matrix, write_mamba_metadata};
 use mamba_core::{DType, ModelConfig};
 
 /// mamba-130m's shape: D 768, 24 layers, V 50280, N 16, K 4, E 1536, R 48, no biases
@@ -62,53 +62,12 @@ pub fn random_model(c: &ModelConfig, dtype: DType, seed: u64) -> GgufWriter {
         c.vocab_size,
     );
     let mut w = GgufWriter::new();
-    let file_type = match dtype {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::Q4_0 => 2,
-        DType::Q8_0 => 7,
-        DType::BF16 => 32,
-    };
-    w.kv("general.architecture", MetaValue::Str("mamba".into()));
-    w.kv("general.name", MetaValue::Str(format!("random-{seed}")));
-    w.kv("general.file_type", MetaValue::U32(file_type));
-    w.kv("general.quantization_version", MetaValue::U32(2));
-    w.kv("mamba.context_length", MetaValue::U32(1 << 20));
-    w.kv("mamba.embedding_length", MetaValue::U32(d as u32));
-    w.kv("mamba.feed_forward_length", MetaValue::U32(0));
-    w.kv("mamba.attention.head_count", MetaValue::U32(0));
-    w.kv("mamba.block_count", MetaValue::U32(c.n_layer as u32));
-    w.kv("mamba.ssm.conv_kernel", MetaValue::U32(k as u32));
-    w.kv("mamba.ssm.inner_size", MetaValue::U32(e as u32));
-    w.kv("mamba.ssm.state_size", MetaValue::U32(n as u32));
-    w.kv("mamba.ssm.time_step_rank", MetaValue::U32(r as u32));
-    w.kv(
-        "mamba.attention.layer_norm_rms_epsilon",
-        MetaValue::F32(c.eps),
-    );
-    if c.dt_b_c_rms {
-        w.kv("mamba.ssm.dt_b_c_rms", MetaValue::Bool(true));
-    }
+    write_mamba_metadata(&mut w, c, &format!("random-{seed}"), dtype);
     let mat = |w: &mut GgufWriter, name: String, vals: Vec<f32>, rows: usize, cols: usize| {
-        let dt = if dtype.block_len() > 1 && cols % dtype.block_len() != 0 {
-            DType::F16
-        } else {
-            dtype
-        };
-        w.tensor(TensorData {
-            name,
-            dtype: dt,
-            dims: vec![cols as u64, rows as u64],
-            data: encode(&vals, dt),
-        });
+        add_matrix(w, name, &vals, rows, cols, dtype)
     };
     let vec32 = |w: &mut GgufWriter, name: String, vals: Vec<f32>, dims: Vec<u64>| {
-        w.tensor(TensorData {
-            name,
-            dtype: DType::F32,
-            dims,
-            data: encode(&vals, DType::F32),
-        });
+        add_f32(w, name, &vals, dims)
     };
     let inv = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
     mat(

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use mamba_core::DType;
-use mamba_rt::gguf_write::{GgufWriter, MetaValue, TensorData, encode};
+use mamba_rt::gguf_write::{GgufWriter, add_f32, add_matrix, write_mamba_metadata};
 use std::path::{Path, PathBuf};
 
 /// Deterministic pseudo-random values in [-scale, scale).
@@ -44,45 +44,32 @@ impl Default for Tiny {
 /// A random small `mamba` GGUF (all tensors llama.cpp writes, conv bias on).
 pub fn tiny_writer(t: Tiny, seed: u64) -> GgufWriter {
     let mut w = GgufWriter::new();
-    w.kv("general.architecture", MetaValue::Str("mamba".into()));
-    w.kv("mamba.context_length", MetaValue::U32(1 << 20));
-    w.kv("mamba.embedding_length", MetaValue::U32(t.d as u32));
-    w.kv("mamba.feed_forward_length", MetaValue::U32(0));
-    w.kv("mamba.attention.head_count", MetaValue::U32(0));
-    w.kv("mamba.block_count", MetaValue::U32(t.layers as u32));
-    w.kv("mamba.ssm.conv_kernel", MetaValue::U32(t.k as u32));
-    w.kv("mamba.ssm.inner_size", MetaValue::U32(t.e as u32));
-    w.kv("mamba.ssm.state_size", MetaValue::U32(t.n as u32));
-    w.kv("mamba.ssm.time_step_rank", MetaValue::U32(t.r as u32));
-    w.kv(
-        "mamba.attention.layer_norm_rms_epsilon",
-        MetaValue::F32(1e-5),
-    );
+    let cfg = mamba_core::ModelConfig {
+        d_model: t.d,
+        n_layer: t.layers,
+        d_inner: t.e,
+        d_state: t.n,
+        d_conv: t.k,
+        dt_rank: t.r,
+        vocab_size: t.v,
+        eps: 1e-5,
+        in_proj_bias: false,
+        out_proj_bias: false,
+        conv_bias: true,
+        tied_head: t.tied,
+        dt_b_c_rms: false,
+    };
+    write_mamba_metadata(&mut w, &cfg, "tiny", t.dtype);
     let mut s = seed;
     let mut next = |n: usize, scale: f32| {
         s += 1;
         rand_vec(s, n, scale)
     };
     let mat = |w: &mut GgufWriter, name: String, vals: Vec<f32>, rows: usize, cols: usize| {
-        let dt = if t.dtype.block_len() > 1 && cols % 32 != 0 {
-            DType::F16
-        } else {
-            t.dtype
-        };
-        w.tensor(TensorData {
-            name,
-            dtype: dt,
-            dims: vec![cols as u64, rows as u64],
-            data: encode(&vals, dt),
-        });
+        add_matrix(w, name, &vals, rows, cols, t.dtype)
     };
     let vec32 = |w: &mut GgufWriter, name: String, vals: Vec<f32>, dims: Vec<u64>| {
-        w.tensor(TensorData {
-            name,
-            dtype: DType::F32,
-            dims,
-            data: encode(&vals, DType::F32),
-        });
+        add_f32(w, name, &vals, dims)
     };
     mat(
         &mut w,
