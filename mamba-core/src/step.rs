@@ -84,6 +84,22 @@ pub fn conv_step(
     k: usize,
     out: &mut [f32],
 ) {
+    conv_step_linear(window, x, w, bias, k, out);
+    for o in out.iter_mut().take(x.len()) {
+        *o = silu(*o);
+    }
+}
+
+/// The causal depthwise conv of [`conv_step`] without the SiLU (SIMD kernels apply it
+/// vectorized afterwards); shifts the window the same way.
+pub fn conv_step_linear(
+    window: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    k: usize,
+    out: &mut [f32],
+) {
     let e_len = x.len();
     for e in 0..e_len {
         let we = &w[e * k..(e + 1) * k];
@@ -92,14 +108,12 @@ pub fn conv_step(
             acc += window[j * e_len + e] * we[j];
         }
         acc += x[e] * we[k - 1];
-        out[e] = silu(acc);
-        // Shift the window left by one token and append x.
-        if k > 1 {
-            for j in 0..k - 2 {
-                window[j * e_len + e] = window[(j + 1) * e_len + e];
-            }
-            window[(k - 2) * e_len + e] = x[e];
-        }
+        out[e] = acc;
+    }
+    if k > 1 {
+        // Shift the window one token left and append x.
+        window.copy_within(e_len..(k - 1) * e_len, 0);
+        window[(k - 2) * e_len..(k - 1) * e_len].copy_from_slice(x);
     }
 }
 

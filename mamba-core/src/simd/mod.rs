@@ -433,38 +433,11 @@ impl Kernels for Simd {
         k: usize,
         out: &mut [f32],
     ) {
-        conv_step_nosilu(window, x, w, bias, k, out);
+        crate::step::conv_step_linear(window, x, w, bias, k, out);
         self.silu_inplace(&mut out[..x.len()]);
     }
 
     fn matmat(&self, w: &WeightMatrix<'_>, x: &[f32], t: usize, y: &mut [f32]) {
         Simd::matmat(self, w, x, t, y)
-    }
-}
-
-/// The causal conv of [`crate::step::conv_step`] without the SiLU (applied vectorized
-/// afterwards); shifts the window the same way.
-pub fn conv_step_nosilu(
-    window: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    k: usize,
-    out: &mut [f32],
-) {
-    let e_len = x.len();
-    for e in 0..e_len {
-        let we = &w[e * k..(e + 1) * k];
-        let mut acc = if bias.is_empty() { 0.0 } else { bias[e] };
-        for j in 0..k - 1 {
-            acc += window[j * e_len + e] * we[j];
-        }
-        acc += x[e] * we[k - 1];
-        out[e] = acc;
-    }
-    if k > 1 {
-        // Shift the window one token left and append x.
-        window.copy_within(e_len..(k - 1) * e_len, 0);
-        window[(k - 2) * e_len..(k - 1) * e_len].copy_from_slice(x);
     }
 }
