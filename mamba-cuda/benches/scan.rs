@@ -51,6 +51,11 @@ fn random<T: Element>(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<T> {
 struct Row {
     ms: f64,
     gbs: f64,
+    /// Mean of 10 calls queued back to back (host gaps between a call's
+    /// launches hidden behind the previous call), ms.
+    b2b_ms: f64,
+    /// Host time to queue one call (no synchronization), microseconds.
+    host_us: f64,
 }
 
 fn bench<T: Element>(
@@ -128,10 +133,32 @@ fn bench<T: Element>(
     }
     times.sort_by(f64::total_cmp);
     let ms = times[times.len() / 2];
+    let mut b2b = Vec::new();
+    let mut host = Vec::new();
+    for _ in 0..5 {
+        gpu.synchronize()?;
+        let mut i = 0;
+        b2b.push(
+            gpu.time_ms(|| {
+                for _ in 0..10 {
+                    let t0 = std::time::Instant::now();
+                    run(&mut sets[i % nsets])?;
+                    host.push(t0.elapsed().as_secs_f64() * 1e6);
+                    i += 1;
+                }
+                Ok(())
+            })? as f64
+                / 10.0,
+        );
+    }
+    b2b.sort_by(f64::total_cmp);
+    host.sort_by(f64::total_cmp);
     let bytes = (4 * tok + 2 * bc) * t + (2 * e + e * N) * 4 + batch * e * N * 4;
     Ok(Row {
         ms,
         gbs: bytes as f64 / (ms * 1e-3) / 1e9,
+        b2b_ms: b2b[b2b.len() / 2],
+        host_us: host[host.len() / 2],
     })
 }
 
@@ -178,6 +205,8 @@ fn main() {
             Ok(Row {
                 ms: f64::NAN,
                 gbs: f64::NAN,
+                b2b_ms: f64::NAN,
+                host_us: f64::NAN,
             })
         };
         let r32 = if want32 {
@@ -201,6 +230,10 @@ fn main() {
                 println!(
                     "{batch:>3} {e:>5} {l:>7} | {:>8.3} {:>7.0} {ref32:>9.3} {x32:>6.2} | {:>8.3} {:>7.0} {ref16:>9.3} {x16:>6.2}",
                     a.ms, a.gbs, b.ms, b.gbs
+                );
+                println!(
+                    "    back-to-back ms f32 {:.3} bf16 {:.3}; host queueing us f32 {:.1} bf16 {:.1}",
+                    a.b2b_ms, b.b2b_ms, a.host_us, b.host_us
                 );
             }
             (a, b) => {

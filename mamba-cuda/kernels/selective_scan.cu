@@ -31,17 +31,11 @@
 // bf16 values travel as their raw 16 bits (unsigned short); all arithmetic is f32.
 
 #define SCAN_THREADS 128
-// Tuning knobs; the host may override them with -D (MAMBA_CUDA_NVRTC_OPTIONS,
-// see compile.rs). SCAN_GROUP must divide every tile length the host picks
-// (multiples of 4, at least 4), so only 4 is safe for all N.
-#ifndef SCAN_GROUP
-#define SCAN_GROUP 4  // tokens loaded together before they are used
-#endif
-#ifndef SCAN_PREFETCH
-#define SCAN_PREFETCH 0  // 1: load the next tile / token group during the current one
-#endif
+// Tokens loaded together before they are used; the host's tiles are multiples
+// of it (GROUP in selective_scan.rs).
+#define SCAN_GROUP 4
 #ifndef SCAN_POLY_EVERY
-#define SCAN_POLY_EVERY 0  // k > 0: every k-th state's exp2 runs on the FMA pipe
+#define SCAN_POLY_EVERY 0  // k > 0: every k-th state's exp2 runs on the FMA pipe (poly_exp2)
 #endif
 #ifndef SCAN_MIN_BLOCKS
 // __launch_bounds__ minimum resident blocks per SM. 6 caps registers at 80
@@ -74,11 +68,11 @@ struct ScanParams {
     int L;
     int E;
     int N;
-    int G;          // lanes per channel
-    int npad;       // N rounded up to G * NT
+    int G;          // lanes per channel (a power of two)
+    int npad;       // N rounded up to G * NT (a power of two)
     int chunk_len;  // tokens per chunk
     int nchunks;
-    int tile_len;   // tokens of B and C staged in shared memory at once
+    int tile_len;   // tokens of B and C staged in shared memory at once (a power of two)
 };
 
 __device__ __forceinline__ float load_f(const float* p) { return __ldg(p); }
@@ -99,16 +93,28 @@ __device__ __forceinline__ void store_f(unsigned short* p, float v) {
     *p = r;
 }
 
+// One MUFU instruction each (the .ftz forms need no range fix-up code, unlike
+// __expf / __logf without -ftz).
 __device__ __forceinline__ float fast_exp2(float x) {
     float r;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+__device__ __forceinline__ float fast_lg2(float x) {
+    float r;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+__device__ __forceinline__ float fast_rcp(float x) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
     return r;
 }
 
 // 2^x for x <= 0 on the FMA pipe (relative error 2.3e-7, like ex2.approx):
 // round x to r with the 1.5 * 2^23 trick, a degree-5 fit of 2^f on
 // [-0.5, 0.5], then add r to the exponent bits. Results below 2^-125 flush
-// to about 2^-125. Relieves the MUFU unit, which the scan otherwise saturates.
+// to about 2^-125. Relieves the MUFU unit when it is the bound.
 __device__ __forceinline__ float poly_exp2(float x) {
     x = fmaxf(x, -125.0f);
     const float t = x + 12582912.0f;
@@ -123,22 +129,26 @@ __device__ __forceinline__ float poly_exp2(float x) {
     return __int_as_float(__float_as_int(q) + (__float_as_int(t) << 23));
 }
 
-template <int J>
-__device__ __forceinline__ float state_exp2(float x) {
-    if constexpr (SCAN_POLY_EVERY > 0 && J % SCAN_POLY_EVERY == SCAN_POLY_EVERY - 1) {
+// The exp2 of state j (j is a constant once the loops are unrolled).
+__device__ __forceinline__ float state_exp2(int j, float x) {
+    if (SCAN_POLY_EVERY > 0 && j % (SCAN_POLY_EVERY > 0 ? SCAN_POLY_EVERY : 1) == SCAN_POLY_EVERY - 1)
         return poly_exp2(x);
-    } else {
-        return fast_exp2(x);
-    }
+    return fast_exp2(x);
 }
 
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
 #ifndef SCAN_PRECISE_MATH
-// MUFU-based: absolute error about 1e-7, relative error large only where the
-// result is below about 1e-7 (v < -16), which no output can notice.
+// MUFU-based and branch-free: absolute error about 1e-7 (relative error large
+// only where the result is below about 1e-7, which no output can notice).
+// exp2 overflows to inf for large v and the select returns v; for very
+// negative z, rcp(inf) = 0 gives silu = -0.
 __device__ __forceinline__ float softplus(float v) {
-    return v > 20.0f ? v : __logf(1.0f + __expf(v));
+    const float sp = fast_lg2(1.0f + fast_exp2(v * LOG2E)) * LN2;
+    return v > 20.0f ? v : sp;
 }
-__device__ __forceinline__ float silu(float z) { return __fdividef(z, 1.0f + __expf(-z)); }
+__device__ __forceinline__ float silu(float z) { return z * fast_rcp(1.0f + fast_exp2(-z * LOG2E)); }
 #else
 __device__ __forceinline__ float softplus(float v) {
     return v > 20.0f ? v : log1pf(expf(v));
@@ -165,29 +175,21 @@ __device__ __forceinline__ void load_row(const float* row, float (&v)[NT]) {
     }
 }
 
-// One token's update of NT states; J is a template parameter so each state
-// can pick its exp2 unit at compile time.
-template <int NT, bool OUTPUT, int J = 0>
-__device__ __forceinline__ void state_update(float dt, float du, const float (&A2)[NT], const float (&bv)[NT],
-                                             const float (&cv)[NT], float (&s)[NT], float (&acc)[4]) {
-    if constexpr (J < NT) {
-        const float dA = state_exp2<J>(dt * A2[J]);
-        s[J] = fmaf(dA, s[J], du * bv[J]);
-        if (OUTPUT) acc[J & 3] = fmaf(s[J], cv[J], acc[J & 3]);
-        state_update<NT, OUTPUT, J + 1>(dt, du, A2, bv, cv, s, acc);
-    }
-}
-
-#define LOG2E 1.4426950408889634f
-
 // One (batch, chunk, block of channels) per thread block.
+//
+// Per token the work outside the NT state updates is kept small (NOTES.md,
+// v4): pointers advance by their row strides instead of recomputing 64-bit
+// offsets, softplus/silu are a few MUFU instructions with no branches, full
+// groups of SCAN_GROUP tokens load without bounds checks, and the B/C tile is
+// staged with shifts (NPAD and the tile length are powers of two).
 template <typename T, int NT, bool OUTPUT>
 __device__ __forceinline__ void scan_body(const ScanParams& p) {
     extern __shared__ float smem[];  // sB[tile_len][NPAD], then sC[tile_len][NPAD]
     const int G = p.G;
-    const int NPAD = p.npad;  // == G * NT
+    const int NPAD = p.npad;  // == G * NT, a power of two
+    const int npad_shift = __ffs(NPAD) - 1;
     const int tid = threadIdx.x;
-    const int g = tid % G;
+    const int g = tid & (G - 1);
     const int e_raw = blockIdx.x * (SCAN_THREADS / G) + tid / G;
     const bool e_ok = e_raw < p.E;
     const int e = e_ok ? e_raw : p.E - 1;  // out-of-range lanes compute, never write
@@ -197,9 +199,6 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
 
     float* sB = smem;
     float* sC = smem + p.tile_len * NPAD;
-    const int tile_elems = p.tile_len * NPAD;
-    // Padded states (n >= N) keep B = C = 0, so their s stays 0.
-    for (int i = tid; i < 2 * tile_elems; i += SCAN_THREADS) smem[i] = 0.0f;
 
     float A2[NT];
     float s[NT];
@@ -225,123 +224,100 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
     const float bias = p.delta_bias != nullptr ? p.delta_bias[e] : 0.0f;
     const float Dv = (OUTPUT && p.D != nullptr) ? p.D[e] : 0.0f;
     const bool has_z = OUTPUT && p.z != nullptr;
-
-    const T* u = (const T*)p.u + (long long)b * p.u_bs + e;
-    const T* dl = (const T*)p.delta + (long long)b * p.delta_bs + e;
-    const T* zp = has_z ? (const T*)p.z + (long long)b * p.z_bs + e : nullptr;
-    const T* Bp = (const T*)p.B + (long long)b * p.B_bs;
-    const T* Cp = (const T*)p.C + (long long)b * p.C_bs;
-    T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + e : nullptr;
+    const bool writer = e_ok && g == 0;
 
     const int t_begin = c * p.chunk_len;
     const int t_end = min(p.L, t_begin + p.chunk_len);
+    // Per-thread pointers at the chunk's first token, advanced token by token.
+    const T* up = (const T*)p.u + (long long)b * p.u_bs + (long long)t_begin * p.u_rs + e;
+    const T* dp = (const T*)p.delta + (long long)b * p.delta_bs + (long long)t_begin * p.delta_rs + e;
+    const T* zp = has_z ? (const T*)p.z + (long long)b * p.z_bs + (long long)t_begin * p.z_rs + e : nullptr;
+    T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + (long long)t_begin * p.y_rs + e : nullptr;
+    const long long u_rs = p.u_rs, d_rs = p.delta_rs, z_rs = p.z_rs, y_rs = p.y_rs;
+    const T* Bp = (const T*)p.B + (long long)b * p.B_bs;
+    const T* Cp = (const T*)p.C + (long long)b * p.C_bs;
     float dsum = 0.0f;
 
-    // The B (and C) tile: (tile_len, N) values, at most 1024 (tile_len * NPAD
-    // <= 1024, see the host), so each thread moves at most TILE_PER_THREAD.
-#define TILE_PER_THREAD (1024 / SCAN_THREADS)
-#if SCAN_PREFETCH
-    // Next tile and next token group are loaded into registers while the
-    // current ones are computed.
-    float pb[TILE_PER_THREAD], pc[TILE_PER_THREAD];
-    float nu[SCAN_GROUP], nd[SCAN_GROUP], nz[SCAN_GROUP];
-#endif
-    auto fetch_tile = [&](int t0, float (&fb)[TILE_PER_THREAD], float (&fc)[TILE_PER_THREAD]) {
-        const int cnt = min(p.tile_len, t_end - t0) * p.N;
+    // One token: dt, the NT state updates and (OUTPUT) y, written by lane 0 of the channel.
+    auto token = [&](float uu, float dd, float zz, const float* brow, const float* crow) {
+        const float dt = softplus(dd + bias);
+        dsum += dt;
+        const float du = dt * uu;
+        float bv[NT];
+        load_row<NT>(brow, bv);
+        // Four partial sums: shorter dependency chains than one.
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (OUTPUT) {
+            float cv[NT];
+            load_row<NT>(crow, cv);
 #pragma unroll
-        for (int k = 0; k < TILE_PER_THREAD; ++k) {
-            const int i = tid + k * SCAN_THREADS;
-            if (i < cnt) {
-                const int tt = i / p.N;
-                const int n = i - tt * p.N;
-                fb[k] = load_f(Bp + (long long)(t0 + tt) * p.B_rs + n);
-                if (OUTPUT) fc[k] = load_f(Cp + (long long)(t0 + tt) * p.C_rs + n);
+            for (int j = 0; j < NT; ++j) {
+                s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
+                acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
             }
-        }
-    };
-    auto store_tile = [&](int t0, const float (&fb)[TILE_PER_THREAD], const float (&fc)[TILE_PER_THREAD]) {
-        const int cnt = min(p.tile_len, t_end - t0) * p.N;
-#pragma unroll
-        for (int k = 0; k < TILE_PER_THREAD; ++k) {
-            const int i = tid + k * SCAN_THREADS;
-            if (i < cnt) {
-                const int tt = i / p.N;
-                const int n = i - tt * p.N;
-                sB[tt * NPAD + n] = fb[k];
-                if (OUTPUT) sC[tt * NPAD + n] = fc[k];
+            float a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            if (G > 1) {
+                for (int off = G >> 1; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
             }
-        }
-    };
-    auto fetch_group = [&](int tg, float (&gu)[SCAN_GROUP], float (&gd)[SCAN_GROUP], float (&gz)[SCAN_GROUP]) {
+            float out = fmaf(Dv, uu, a);
+            if (has_z) out *= silu(zz);
+            if (writer) store_f(yp, out);
+            yp += y_rs;
+        } else {
 #pragma unroll
-        for (int q = 0; q < SCAN_GROUP; ++q) {
-            const bool ok = tg + q < t_end;
-            const long long t = tg + q;
-            gu[q] = ok ? load_f(u + t * p.u_rs) : 0.0f;
-            gd[q] = ok ? load_f(dl + t * p.delta_rs) : 0.0f;
-            gz[q] = (ok && has_z) ? load_f(zp + t * p.z_rs) : 0.0f;
+            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
         }
     };
-#if SCAN_PREFETCH
-    fetch_tile(t_begin, pb, pc);
-    fetch_group(t_begin, nu, nd, nz);
-#endif
 
     for (int t0 = t_begin; t0 < t_end; t0 += p.tile_len) {
         const int nt = min(p.tile_len, t_end - t0);
-        __syncthreads();  // the previous tile is consumed (and the zero fill done)
-#if SCAN_PREFETCH
-        store_tile(t0, pb, pc);
-        __syncthreads();
-        if (t0 + p.tile_len < t_end) fetch_tile(t0 + p.tile_len, pb, pc);
-#else
-        {
-            float fb[TILE_PER_THREAD], fc[TILE_PER_THREAD];
-            fetch_tile(t0, fb, fc);
-            store_tile(t0, fb, fc);
+        __syncthreads();  // the previous tile is consumed
+        // Stage rows t0 .. t0 + nt of B (and C); columns n >= N hold 0, so
+        // padded states keep s = 0.
+        for (int i = tid; i < (nt << npad_shift); i += SCAN_THREADS) {
+            const int tt = i >> npad_shift;
+            const int n = i & (NPAD - 1);
+            float bval = 0.0f, cval = 0.0f;
+            if (n < p.N) {
+                bval = load_f(Bp + (long long)(t0 + tt) * p.B_rs + n);
+                if (OUTPUT) cval = load_f(Cp + (long long)(t0 + tt) * p.C_rs + n);
+            }
+            sB[i] = bval;
+            if (OUTPUT) sC[i] = cval;
         }
         __syncthreads();
-#endif
 
-        for (int tt = 0; tt < nt; tt += SCAN_GROUP) {
+        const float* brow = sB + n0;
+        const float* crow = sC + n0;
+        const int full = nt & ~(SCAN_GROUP - 1);
+        for (int tt = 0; tt < full; tt += SCAN_GROUP) {
             float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
-#if SCAN_PREFETCH
 #pragma unroll
             for (int q = 0; q < SCAN_GROUP; ++q) {
-                uu[q] = nu[q];
-                dd[q] = nd[q];
-                zz[q] = nz[q];
+                uu[q] = load_f(up);
+                dd[q] = load_f(dp);
+                zz[q] = has_z ? load_f(zp) : 0.0f;
+                up += u_rs;
+                dp += d_rs;
+                if (has_z) zp += z_rs;
             }
-            if (t0 + tt + SCAN_GROUP < t_end) fetch_group(t0 + tt + SCAN_GROUP, nu, nd, nz);
-#else
-            fetch_group(t0 + tt, uu, dd, zz);
-#endif
 #pragma unroll
             for (int q = 0; q < SCAN_GROUP; ++q) {
-                const bool ok = tt + q < nt;
-                // A padding token (ok == false) has dt = 0: s passes through unchanged.
-                const float dt = ok ? softplus(dd[q] + bias) : 0.0f;
-                dsum += dt;
-                const float du = dt * uu[q];
-                // A padding token reads a valid row (its B, C are unused).
-                const int row = ok ? tt + q : tt;
-                float bv[NT], cv[NT];
-                load_row<NT>(sB + row * NPAD + n0, bv);
-                if (OUTPUT) load_row<NT>(sC + row * NPAD + n0, cv);
-                // Four partial sums: shorter dependency chains than one.
-                float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-                state_update<NT, OUTPUT>(dt, du, A2, bv, cv, s, acc);
-                if (OUTPUT) {
-                    float a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-                    for (int off = G >> 1; off > 0; off >>= 1)
-                        a += __shfl_xor_sync(0xffffffffu, a, off);
-                    if (ok && e_ok && g == 0) {
-                        float out = fmaf(Dv, uu[q], a);
-                        if (has_z) out *= silu(zz[q]);
-                        store_f(yp + (long long)(t0 + tt + q) * p.y_rs, out);
-                    }
-                }
+                token(uu[q], dd[q], zz[q], brow, crow);
+                brow += NPAD;
+                crow += NPAD;
             }
+        }
+        for (int tt = full; tt < nt; ++tt) {
+            const float uu = load_f(up);
+            const float dd = load_f(dp);
+            const float zz = has_z ? load_f(zp) : 0.0f;
+            up += u_rs;
+            dp += d_rs;
+            if (has_z) zp += z_rs;
+            token(uu, dd, zz, brow, crow);
+            brow += NPAD;
+            crow += NPAD;
         }
     }
 
@@ -362,6 +338,10 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
     }
 }
 
+#ifndef COMBINE_AHEAD
+#define COMBINE_AHEAD 16
+#endif
+
 // Pass 2: one thread per (b, e, n < NPAD). Slot c of chunk_state holds, on entry,
 // chunk c's end state from a zero start (chunk 0: from s0), and on exit chunk c's
 // true start state (c >= 1; slot 0 is left as it was).
@@ -379,19 +359,19 @@ extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanPara
     float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
     const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;
     float carry = st[0];
-    // Chunk summaries are loaded 8 at a time ahead of the serial chain, so the
-    // chain waits on memory once per 8 chunks, not once per chunk.
-    for (int c0 = 1; c0 < p.nchunks; c0 += 8) {
-        float h[8], d[8];
+    // Chunk summaries are loaded COMBINE_AHEAD at a time ahead of the serial
+    // chain, so the chain waits on memory once per COMBINE_AHEAD chunks.
+    for (int c0 = 1; c0 < p.nchunks; c0 += COMBINE_AHEAD) {
+        float h[COMBINE_AHEAD], d[COMBINE_AHEAD];
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
+        for (int k = 0; k < COMBINE_AHEAD; ++k) {
             const int c = c0 + k;
             const bool live = c < p.nchunks - 1;  // the last chunk has no summary
             h[k] = live ? st[c * cstride] : 0.0f;
             d[k] = live ? ds[(long long)c * p.E] : 0.0f;
         }
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
+        for (int k = 0; k < COMBINE_AHEAD; ++k) {
             const int c = c0 + k;
             if (c < p.nchunks) {
                 st[c * cstride] = carry;
