@@ -27,7 +27,9 @@
 /**
  * An immutable, loaded model (opaque). Create with `mamba_model_load_file()` or
  * `mamba_model_load_memory()`, release with `mamba_model_free()`. Any number of
- * threads may use one model at the same time (each with its own session).
+ * threads may use one model at the same time (each with its own session). With
+ * `MAMBA_BACKEND_CUDA` the GPU prefills of a model's sessions take turns (one at a
+ * time per model, in any thread); everything else runs concurrently.
  */
 typedef struct mamba_model mamba_model;
 
@@ -126,8 +128,16 @@ typedef struct {
 #define MAMBA_BACKEND_CPU 0
 
 /**
- * The CUDA backend. Not wired into the C API yet: loading with it returns
- * `MAMBA_ERR_UNSUPPORTED` until the GPU work lands.
+ * The CUDA backend (GPU `gpu_device`): the weights are uploaded to the GPU at load
+ * (GEMMs in f32, so results stay within about 1e-4 relative of the CPU backend's)
+ * and each session's token prompts (`mamba_session_prefill()`, the prompt of
+ * `mamba_session_generate()`) run there, from the session's state and back into it.
+ * Single token steps, generated tokens and input vectors still run on the CPU
+ * (`n_threads` workers) from that state, for now. The host keeps the model too
+ * (state save/load and the shape queries work as for the CPU backend).
+ * Loading fails with `MAMBA_ERR_NO_DEVICE` where there is no usable GPU or no CUDA
+ * libraries (fall back to `MAMBA_BACKEND_CPU`), `MAMBA_ERR_UNSUPPORTED` in a
+ * library built without CUDA support or for a model the GPU kernels cannot run.
  */
 #define MAMBA_BACKEND_CUDA 1
 
@@ -179,7 +189,9 @@ typedef struct {
 #define MAMBA_ERR_PANIC -8
 
 /**
- * A feature this build does not provide (for now: `MAMBA_BACKEND_CUDA`).
+ * A feature this build or this model does not provide: `MAMBA_BACKEND_CUDA` in a
+ * library built without CUDA support, a model the GPU kernels cannot run (e.g.
+ * Falcon-Mamba's dt/B/C norms), a big-endian host.
  */
 #define MAMBA_ERR_UNSUPPORTED -9
 
@@ -188,6 +200,20 @@ typedef struct {
  * values that are NaN or infinite.
  */
 #define MAMBA_ERR_BAD_STATE -10
+
+/**
+ * `MAMBA_BACKEND_CUDA` and no usable GPU: no CUDA driver, NVRTC or cuBLAS library
+ * found, no CUDA device, or `gpu_device` past the last one. Falling back to
+ * `MAMBA_BACKEND_CPU` works.
+ */
+#define MAMBA_ERR_NO_DEVICE -11
+
+/**
+ * The GPU failed after the model was loaded on it, or while loading it: out of
+ * device memory, a failed kernel launch, NVRTC refusing a kernel. The message
+ * names the CUDA call.
+ */
+#define MAMBA_ERR_DEVICE -12
 
 #ifdef __cplusplus
 extern "C" {
@@ -218,6 +244,8 @@ mamba_sampling_params mamba_sampling_default_params(void);
  * emitted token is fed back, so afterwards the session's state covers the prompt
  * and all emitted tokens and can be continued (a token whose callback returned
  * nonzero is not fed). The repeat penalty sees the prompt and the emitted tokens.
+ * With `MAMBA_BACKEND_CUDA` the prompt runs on the GPU (as in
+ * `mamba_session_prefill()`) and the emitted tokens on the CPU.
  *
  * Errors: `MAMBA_ERR_INVALID_ARG` (NULL `s`/`prompt`/`cb`, n = 0, bad params),
  * `MAMBA_ERR_TOKEN_OUT_OF_RANGE` (a prompt id; checked before anything is fed),
@@ -254,7 +282,8 @@ mamba_model_params mamba_model_default_params(void);
  * On success `*out` receives a new model that the caller owns and must release
  * with `mamba_model_free()`; on failure `*out` is left untouched.
  * Errors: `MAMBA_ERR_INVALID_ARG` (NULL `path`/`out`, bad params), `MAMBA_ERR_IO`,
- * `MAMBA_ERR_FORMAT`, `MAMBA_ERR_UNSUPPORTED` (CUDA backend).
+ * `MAMBA_ERR_FORMAT`; with `MAMBA_BACKEND_CUDA` also `MAMBA_ERR_NO_DEVICE`,
+ * `MAMBA_ERR_UNSUPPORTED` and `MAMBA_ERR_DEVICE` (see `MAMBA_BACKEND_CUDA`).
  * Thread safety: any thread.
  *
  * # Safety
@@ -271,7 +300,8 @@ mamba_status mamba_model_load_file(const char *path,
  *
  * On success `*out` receives a new model owned by the caller (release with
  * `mamba_model_free()`); on failure `*out` is left untouched.
- * Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_FORMAT`, `MAMBA_ERR_UNSUPPORTED`.
+ * Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_FORMAT`; with `MAMBA_BACKEND_CUDA`
+ * also `MAMBA_ERR_NO_DEVICE`, `MAMBA_ERR_UNSUPPORTED` and `MAMBA_ERR_DEVICE`.
  * Thread safety: any thread.
  *
  * # Safety
@@ -437,7 +467,8 @@ mamba_status mamba_session_step_embedding(mamba_session *s,
  * Feed `n` tokens (n >= 1) in order and write the logits after the last one to
  * `last_logits` (`logits_len` >= V). The same as `n` calls of
  * `mamba_session_step_token()` up to float rounding, and faster for long prompts
- * (the tokens go through the model in chunks).
+ * (the tokens go through the model in chunks). With `MAMBA_BACKEND_CUDA` they run
+ * on the GPU (`MAMBA_ERR_DEVICE` if it fails; the state is then unchanged).
  *
  * Errors: `MAMBA_ERR_INVALID_ARG` (NULL, n = 0), `MAMBA_ERR_BUFFER_TOO_SMALL`,
  * `MAMBA_ERR_TOKEN_OUT_OF_RANGE` (every id is checked before any is fed, so on

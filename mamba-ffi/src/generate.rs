@@ -5,7 +5,7 @@
 use crate::boundary::{FfiError, guard, read_params, slice_in};
 use crate::session::{mamba_session, session_mut, tokens_from_c};
 use crate::status::*;
-use mamba_core::SamplingParams;
+use mamba_core::{Sampler, SamplingParams};
 use mamba_rt::generate::generate;
 use std::ffi::c_void;
 
@@ -96,6 +96,8 @@ pub type mamba_token_callback =
 /// emitted token is fed back, so afterwards the session's state covers the prompt
 /// and all emitted tokens and can be continued (a token whose callback returned
 /// nonzero is not fed). The repeat penalty sees the prompt and the emitted tokens.
+/// With `MAMBA_BACKEND_CUDA` the prompt runs on the GPU (as in
+/// `mamba_session_prefill()`) and the emitted tokens on the CPU.
 ///
 /// Errors: `MAMBA_ERR_INVALID_ARG` (NULL `s`/`prompt`/`cb`, n = 0, bad params),
 /// `MAMBA_ERR_TOKEN_OUT_OF_RANGE` (a prompt id; checked before anything is fed),
@@ -134,16 +136,21 @@ pub unsafe extern "C" fn mamba_session_generate(
             return Err(FfiError::invalid("the prompt is empty (n is 0)"));
         }
         let (mut stop_rc, mut at) = (0, 0usize);
-        // The loop mamba-cli generate runs (mamba_rt::generate), so both give the same
-        // tokens for the same model, prompt, seed and parameters.
-        let k = &s.model.kernels;
-        let (_, stopped) = generate(&mut s.session, k, &prompt, &params, max_tokens, |t| {
+        let on_token = |t: u32| {
             // SAFETY: `cb` and `user_data` come together from the caller, who promises
             // the call is safe.
             stop_rc = unsafe { cb(user_data, t as i32) };
             at += 1;
             stop_rc == 0
-        })?;
+        };
+        let stopped = if s.prefill_on_gpu() {
+            generate_with_backends(s, &prompt, params, max_tokens, on_token)?
+        } else {
+            // The loop mamba-cli generate runs (mamba_rt::generate), so both give the
+            // same tokens for the same model, prompt, seed and parameters.
+            let k = &s.model.kernels;
+            generate(&mut s.session, k, &prompt, &params, max_tokens, on_token)?.1
+        };
         if stopped {
             return Err(FfiError::new(
                 MAMBA_ERR_ABORTED,
@@ -152,4 +159,32 @@ pub unsafe extern "C" fn mamba_session_generate(
         }
         Ok(())
     })
+}
+
+/// mamba_rt::generate's loop (the same sampler calls, so the same tokens for the same
+/// logits) over the session's prompt and step backends: the prompt through
+/// `mamba_session::prefill` (the GPU for a `MAMBA_BACKEND_CUDA` model), each emitted
+/// token through `mamba_session::step`. Returns whether `on_token` stopped it.
+fn generate_with_backends(
+    s: &mut mamba_session,
+    prompt: &[u32],
+    params: SamplingParams,
+    max_tokens: usize,
+    mut on_token: impl FnMut(u32) -> bool,
+) -> Result<bool, FfiError> {
+    let mut sampler = Sampler::new(params)?;
+    let v = s.model.loaded.config().vocab_size;
+    let mut logits = vec![0f32; v];
+    let mut work = vec![0u32; v];
+    s.prefill(prompt, &mut logits)?;
+    let mut history = prompt.to_vec();
+    for _ in 0..max_tokens {
+        let tok = sampler.sample(&mut logits, &history, &mut work)?;
+        if !on_token(tok) {
+            return Ok(true);
+        }
+        history.push(tok);
+        s.step(tok, &mut logits)?;
+    }
+    Ok(false)
 }

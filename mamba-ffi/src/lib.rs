@@ -12,11 +12,14 @@
 //! pointers and `catch_unwind` live in this crate only.
 //!
 //! Files: [`status`] (codes), [`boundary`] (panic guard, last error, pointer checks),
-//! [`model`], [`session`], [`generate`] (sampling), [`version`].
+//! [`model`], [`session`], [`generate`] (sampling), [`version`]; `gpu` holds the
+//! `MAMBA_BACKEND_CUDA` prefill (feature `cuda`, on by default).
 #![allow(non_camel_case_types)]
 
 pub mod boundary;
 pub mod generate;
+#[cfg(feature = "cuda")]
+mod gpu;
 pub mod model;
 pub mod session;
 pub mod status;

@@ -16,8 +16,16 @@ use std::sync::Arc;
 pub type mamba_backend = i32;
 /// The CPU backend (SIMD and threads). Always available.
 pub const MAMBA_BACKEND_CPU: mamba_backend = 0;
-/// The CUDA backend. Not wired into the C API yet: loading with it returns
-/// `MAMBA_ERR_UNSUPPORTED` until the GPU work lands.
+/// The CUDA backend (GPU `gpu_device`): the weights are uploaded to the GPU at load
+/// (GEMMs in f32, so results stay within about 1e-4 relative of the CPU backend's)
+/// and each session's token prompts (`mamba_session_prefill()`, the prompt of
+/// `mamba_session_generate()`) run there, from the session's state and back into it.
+/// Single token steps, generated tokens and input vectors still run on the CPU
+/// (`n_threads` workers) from that state, for now. The host keeps the model too
+/// (state save/load and the shape queries work as for the CPU backend).
+/// Loading fails with `MAMBA_ERR_NO_DEVICE` where there is no usable GPU or no CUDA
+/// libraries (fall back to `MAMBA_BACKEND_CPU`), `MAMBA_ERR_UNSUPPORTED` in a
+/// library built without CUDA support or for a model the GPU kernels cannot run.
 pub const MAMBA_BACKEND_CUDA: mamba_backend = 1;
 
 /// How to load a model. Get one from `mamba_model_default_params()` and change
@@ -49,10 +57,29 @@ impl Default for mamba_model_params {
 
 /// An immutable, loaded model (opaque). Create with `mamba_model_load_file()` or
 /// `mamba_model_load_memory()`, release with `mamba_model_free()`. Any number of
-/// threads may use one model at the same time (each with its own session).
+/// threads may use one model at the same time (each with its own session). With
+/// `MAMBA_BACKEND_CUDA` the GPU prefills of a model's sessions take turns (one at a
+/// time per model, in any thread); everything else runs concurrently.
 pub struct mamba_model {
     pub(crate) loaded: LoadedModel,
     pub(crate) kernels: CpuKernels,
+    /// `MAMBA_BACKEND_CUDA`: the weights on the GPU, for prompt prefill.
+    #[cfg(feature = "cuda")]
+    pub(crate) gpu: Option<crate::gpu::GpuPrefill>,
+}
+
+impl mamba_model {
+    /// Whether the model was loaded with `MAMBA_BACKEND_CUDA` (prompts on the GPU).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn has_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// Whether the model was loaded with `MAMBA_BACKEND_CUDA` (never, in this build).
+    #[cfg(not(feature = "cuda"))]
+    pub(crate) fn has_gpu(&self) -> bool {
+        false
+    }
 }
 
 // The C API lets any number of threads use one model: that needs Send + Sync.
@@ -73,11 +100,14 @@ pub extern "C" fn mamba_model_default_params() -> mamba_model_params {
 fn check_params(p: &mamba_model_params) -> Result<CpuKernels, FfiError> {
     match p.backend {
         MAMBA_BACKEND_CPU => {}
+        #[cfg(feature = "cuda")]
+        MAMBA_BACKEND_CUDA => {}
+        #[cfg(not(feature = "cuda"))]
         MAMBA_BACKEND_CUDA => {
             return Err(FfiError::new(
                 MAMBA_ERR_UNSUPPORTED,
-                "backend MAMBA_BACKEND_CUDA is not available in this build of the C API \
-                 yet; use MAMBA_BACKEND_CPU",
+                "backend MAMBA_BACKEND_CUDA: this libmamba was built without CUDA \
+                 support (the `cuda` feature of mamba-ffi); use MAMBA_BACKEND_CPU",
             ));
         }
         b => return Err(FfiError::invalid(format!("unknown backend {b}"))),
@@ -97,8 +127,39 @@ fn check_params(p: &mamba_model_params) -> Result<CpuKernels, FfiError> {
     Ok(CpuKernels::new(p.n_threads as usize))
 }
 
-fn publish(loaded: LoadedModel, kernels: CpuKernels) -> *mut mamba_model {
-    Arc::into_raw(Arc::new(mamba_model { loaded, kernels })).cast_mut()
+/// Checks `params`, opens the GPU (for `MAMBA_BACKEND_CUDA`: first, so a machine
+/// without one fails before the file is read), reads the model with `open`, uploads
+/// it to the GPU, and returns the new handle.
+fn load(
+    params: &mamba_model_params,
+    open: impl FnOnce() -> Result<LoadedModel, FfiError>,
+) -> Result<*mut mamba_model, FfiError> {
+    let kernels = check_params(params)?;
+    #[cfg(feature = "cuda")]
+    {
+        use crate::gpu::GpuPrefill;
+        let ctx = if params.backend == MAMBA_BACKEND_CUDA {
+            Some(GpuPrefill::open_context(params.gpu_device as usize)?)
+        } else {
+            None
+        };
+        let loaded = open()?;
+        let gpu = match ctx {
+            Some(ctx) => Some(GpuPrefill::upload(ctx, &loaded.view())?),
+            None => None,
+        };
+        let m = mamba_model {
+            loaded,
+            kernels,
+            gpu,
+        };
+        Ok(Arc::into_raw(Arc::new(m)).cast_mut())
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let loaded = open()?;
+        Ok(Arc::into_raw(Arc::new(mamba_model { loaded, kernels })).cast_mut())
+    }
 }
 
 /// Load a model from a GGUF file (mapped, not copied; the file must not change
@@ -108,7 +169,8 @@ fn publish(loaded: LoadedModel, kernels: CpuKernels) -> *mut mamba_model {
 /// On success `*out` receives a new model that the caller owns and must release
 /// with `mamba_model_free()`; on failure `*out` is left untouched.
 /// Errors: `MAMBA_ERR_INVALID_ARG` (NULL `path`/`out`, bad params), `MAMBA_ERR_IO`,
-/// `MAMBA_ERR_FORMAT`, `MAMBA_ERR_UNSUPPORTED` (CUDA backend).
+/// `MAMBA_ERR_FORMAT`; with `MAMBA_BACKEND_CUDA` also `MAMBA_ERR_NO_DEVICE`,
+/// `MAMBA_ERR_UNSUPPORTED` and `MAMBA_ERR_DEVICE` (see `MAMBA_BACKEND_CUDA`).
 /// Thread safety: any thread.
 ///
 /// # Safety
@@ -131,11 +193,10 @@ pub unsafe extern "C" fn mamba_model_load_file(
         let path = unsafe { CStr::from_ptr(path) };
         // SAFETY: NULL or a params struct, the caller's contract.
         let params = unsafe { read_params(p, mamba_model_params::default(), "params") }?;
-        let kernels = check_params(&params)?;
         let path = path_from_c(path);
-        let loaded = LoadedModel::open(&path)?;
+        let m = load(&params, || Ok(LoadedModel::open(&path)?))?;
         // SAFETY: `out` checked non-NULL; written only now, on success.
-        unsafe { out.write(publish(loaded, kernels)) };
+        unsafe { out.write(m) };
         Ok(())
     })
 }
@@ -156,7 +217,8 @@ fn path_from_c(p: &CStr) -> std::path::PathBuf {
 ///
 /// On success `*out` receives a new model owned by the caller (release with
 /// `mamba_model_free()`); on failure `*out` is left untouched.
-/// Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_FORMAT`, `MAMBA_ERR_UNSUPPORTED`.
+/// Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_FORMAT`; with `MAMBA_BACKEND_CUDA`
+/// also `MAMBA_ERR_NO_DEVICE`, `MAMBA_ERR_UNSUPPORTED` and `MAMBA_ERR_DEVICE`.
 /// Thread safety: any thread.
 ///
 /// # Safety
@@ -177,10 +239,9 @@ pub unsafe extern "C" fn mamba_model_load_memory(
         }
         // SAFETY: NULL or a params struct, the caller's contract.
         let params = unsafe { read_params(p, mamba_model_params::default(), "params") }?;
-        let kernels = check_params(&params)?;
-        let loaded = LoadedModel::from_gguf_bytes(bytes)?;
+        let m = load(&params, || Ok(LoadedModel::from_gguf_bytes(bytes)?))?;
         // SAFETY: `out` checked non-NULL; written only now, on success.
-        unsafe { out.write(publish(loaded, kernels)) };
+        unsafe { out.write(m) };
         Ok(())
     })
 }

@@ -41,8 +41,10 @@ impl mamba_session {
         self.model.loaded.config().d_model
     }
 
-    /// Feed `tokens` (all checked first, so a bad id changes nothing) with mamba_rt's
-    /// chunked prefill; the logits after the last token go to `logits` (exactly V long).
+    /// Feed `tokens` (all checked first, so a bad id changes nothing); the logits
+    /// after the last token go to `logits` (exactly V long). The prompt backend: the
+    /// GPU prefill for a `MAMBA_BACKEND_CUDA` model (state in and out through the
+    /// host), else mamba_rt's chunked CPU prefill. On error the state is unchanged.
     pub(crate) fn prefill(&mut self, tokens: &[u32], logits: &mut [f32]) -> Result<(), FfiError> {
         let v = self.vocab();
         if tokens.is_empty() {
@@ -54,12 +56,25 @@ impl mamba_session {
                 format!("tokens[{i}] is {t}, out of range (vocabulary {v})"),
             ));
         }
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.model.gpu {
+            return gpu.prefill(tokens, self.session.state_mut(), logits);
+        }
         let k = &self.model.kernels;
         self.session.prefill_tokens(k, tokens, logits)?;
         Ok(())
     }
 
-    /// One token step (checked), logits to `logits` (exactly V long).
+    /// Whether prompts of this session take another path than mamba_rt's CPU
+    /// generate loop would (its prompt is fed step by step on the CPU).
+    pub(crate) fn prefill_on_gpu(&self) -> bool {
+        self.model.has_gpu()
+    }
+
+    /// One token step (checked), logits to `logits` (exactly V long). The step
+    /// backend: the CPU for every model for now; a GPU decode for
+    /// `MAMBA_BACKEND_CUDA` models goes here (the state lives on the host between
+    /// calls, so either side can take the next step).
     pub(crate) fn step(&mut self, token: u32, logits: &mut [f32]) -> Result<(), FfiError> {
         let k = &self.model.kernels;
         self.session.step_token(k, token, logits)?;
@@ -242,7 +257,8 @@ pub unsafe extern "C" fn mamba_session_step_embedding(
 /// Feed `n` tokens (n >= 1) in order and write the logits after the last one to
 /// `last_logits` (`logits_len` >= V). The same as `n` calls of
 /// `mamba_session_step_token()` up to float rounding, and faster for long prompts
-/// (the tokens go through the model in chunks).
+/// (the tokens go through the model in chunks). With `MAMBA_BACKEND_CUDA` they run
+/// on the GPU (`MAMBA_ERR_DEVICE` if it fails; the state is then unchanged).
 ///
 /// Errors: `MAMBA_ERR_INVALID_ARG` (NULL, n = 0), `MAMBA_ERR_BUFFER_TOO_SMALL`,
 /// `MAMBA_ERR_TOKEN_OUT_OF_RANGE` (every id is checked before any is fed, so on

@@ -27,11 +27,21 @@ pub const MAMBA_ERR_ABORTED: mamba_status = -7;
 /// An internal error (a Rust panic) was caught at the boundary. The object it
 /// happened on should be freed; it is a bug worth reporting.
 pub const MAMBA_ERR_PANIC: mamba_status = -8;
-/// A feature this build does not provide (for now: `MAMBA_BACKEND_CUDA`).
+/// A feature this build or this model does not provide: `MAMBA_BACKEND_CUDA` in a
+/// library built without CUDA support, a model the GPU kernels cannot run (e.g.
+/// Falcon-Mamba's dt/B/C norms), a big-endian host.
 pub const MAMBA_ERR_UNSUPPORTED: mamba_status = -9;
 /// A state blob that is not one: bad magic, unknown version, wrong length, or
 /// values that are NaN or infinite.
 pub const MAMBA_ERR_BAD_STATE: mamba_status = -10;
+/// `MAMBA_BACKEND_CUDA` and no usable GPU: no CUDA driver, NVRTC or cuBLAS library
+/// found, no CUDA device, or `gpu_device` past the last one. Falling back to
+/// `MAMBA_BACKEND_CPU` works.
+pub const MAMBA_ERR_NO_DEVICE: mamba_status = -11;
+/// The GPU failed after the model was loaded on it, or while loading it: out of
+/// device memory, a failed kernel launch, NVRTC refusing a kernel. The message
+/// names the CUDA call.
+pub const MAMBA_ERR_DEVICE: mamba_status = -12;
 
 /// A static, NUL-terminated English name of a status code ("unknown status" for a
 /// number this library does not know).
@@ -56,6 +66,8 @@ fn status_name(st: mamba_status) -> *const c_char {
         MAMBA_ERR_PANIC => c"internal error (panic)",
         MAMBA_ERR_UNSUPPORTED => c"unsupported",
         MAMBA_ERR_BAD_STATE => c"invalid state blob",
+        MAMBA_ERR_NO_DEVICE => c"no usable GPU",
+        MAMBA_ERR_DEVICE => c"GPU error",
         _ => c"unknown status",
     };
     s.as_ptr()

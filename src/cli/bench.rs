@@ -17,9 +17,22 @@ pub struct Args {
     /// Worker threads (0 = every core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Compute backend.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+    /// Compute backend. `cuda`: the prompt is the whole-model GPU prefill of
+    /// `--batch` sequences of `--prompt` tokens, timed with CUDA events (median of
+    /// `--reps` after a warm-up). Decoding does not run on the GPU yet: with `cuda`
+    /// it is reported as not available (`decode_tok_s` and `decode_gb_s` are null in
+    /// `--json`), whatever `--gen` says.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     pub backend: String,
+    /// GEMM precision of `--backend cuda`: f32, tf32, f16 or bf16 (ignored by `cpu`).
+    #[arg(long, default_value = "bf16", value_parser = ["f32", "tf32", "f16", "bf16"])]
+    pub gemm: String,
+    /// Sequences prefilled at once by `--backend cuda` (`cpu` runs 1).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// GPU ordinal for `--backend cuda`.
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
     /// Repetitions; the median of each figure is reported.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
@@ -33,22 +46,64 @@ fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
+/// Deterministic pseudo-random token ids below `v`, like llama-bench's random prompt.
+fn token_stream(v: usize) -> impl FnMut() -> u32 {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % v as u64) as u32
+    }
+}
+
+/// Bytes of weights a decoded token reads, and the weight types (sorted names).
+fn weight_stats(m: &LoadedModel) -> (usize, Vec<&'static str>) {
+    // Every weight matrix is read once per decoded token (the head once more only when
+    // untied; the embedding row is negligible).
+    let view = m.view();
+    let mut bytes = view.head().data.len();
+    for l in view.layers() {
+        for t in [&l.in_proj, &l.x_proj, &l.dt_proj, &l.out_proj] {
+            bytes += t.nbytes;
+        }
+    }
+    let types: std::collections::BTreeSet<&'static str> = view
+        .layers()
+        .iter()
+        .flat_map(|l| {
+            [
+                l.in_proj.dtype,
+                l.x_proj.dtype,
+                l.dt_proj.dtype,
+                l.out_proj.dtype,
+            ]
+        })
+        .chain([view.head().dtype])
+        .map(|d| d.name())
+        .collect();
+    (bytes, types.into_iter().collect())
+}
+
 pub fn run(a: Args) -> Result<()> {
-    if a.backend != "cpu" {
-        return Err(Error::Invalid(format!("unknown backend '{}'", a.backend)));
+    if a.batch == 0 {
+        return Err(Error::Invalid("--batch must be at least 1".into()));
+    }
+    match a.backend.as_str() {
+        "cpu" => {}
+        "cuda" => return run_cuda(&a),
+        b => return Err(Error::Invalid(format!("unknown backend '{b}'"))),
+    }
+    if a.batch != 1 {
+        return Err(Error::Invalid(
+            "--batch applies to --backend cuda only (the CPU bench runs one stream)".into(),
+        ));
     }
     let m = LoadedModel::open(&a.model)?;
     let k = CpuKernels::from_env(a.threads)?;
     let c = *m.config();
     let v = c.vocab_size;
-    // Deterministic pseudo-random token ids, like llama-bench's random prompt.
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % v as u64) as u32
-    };
+    let mut next = token_stream(v);
     let prompt: Vec<u32> = (0..a.prompt).map(|_| next()).collect();
     let gen_ids: Vec<u32> = (0..a.n_gen.max(1)).map(|_| next()).collect();
     let mut logits = vec![0f32; v];
@@ -76,37 +131,16 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     let (pp, tg) = (median(&mut pp), median(&mut tg));
-    // Every weight matrix is read once per decoded token (the head once more only when
-    // untied; the embedding row is negligible).
-    let view = m.view();
-    let mut bytes = view.head().data.len();
-    for l in view.layers() {
-        for t in [&l.in_proj, &l.x_proj, &l.dt_proj, &l.out_proj] {
-            bytes += t.nbytes;
-        }
-    }
+    let (bytes, types) = weight_stats(&m);
     let gbs = bytes as f64 * tg / 1e9;
-    let types: std::collections::BTreeSet<&str> = view
-        .layers()
-        .iter()
-        .flat_map(|l| {
-            [
-                l.in_proj.dtype,
-                l.x_proj.dtype,
-                l.dt_proj.dtype,
-                l.out_proj.dtype,
-            ]
-        })
-        .chain([view.head().dtype])
-        .map(|d| d.name())
-        .collect();
-    let types: Vec<&str> = types.into_iter().collect();
     if a.json {
         println!(
             "{}",
             serde_json::json!({
                 "model": m.source,
                 "backend": "cpu",
+                "gemm": null,
+                "batch": 1,
                 "kernels": k.isa().name(),
                 "threads": k.threads(),
                 "weight_types": types,
@@ -139,4 +173,95 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--backend cuda`: the whole-model GPU prefill of `batch` x `prompt` tokens (only
+/// the last position's logits, as a prompt needs), timed with CUDA events around
+/// each forward; median of `reps` after a warm-up. No GPU decode yet.
+#[cfg(feature = "cuda")]
+fn run_cuda(a: &Args) -> Result<()> {
+    use mamba_cuda::{GemmPrecision, GpuContext, GpuModel, LogitsWanted, PrefillRun};
+    let gpu_err = |e: mamba_cuda::GpuError| Error::Invalid(format!("cuda backend: {e}"));
+    let precision = GemmPrecision::from_name(&a.gemm)
+        .ok_or_else(|| Error::Invalid(format!("unknown --gemm '{}'", a.gemm)))?;
+    // Opened first: a machine without a GPU fails here, cleanly, before the model is read.
+    let ctx = GpuContext::new(a.gpu).map_err(gpu_err)?;
+    let m = LoadedModel::open(&a.model)?;
+    let v = m.config().vocab_size;
+    let gm = GpuModel::upload(&ctx, &m.view(), precision).map_err(gpu_err)?;
+    let reps = a.reps.max(1);
+    let mut pp = Vec::new();
+    if a.prompt > 0 {
+        let mut next = token_stream(v);
+        let tokens: Vec<u32> = (0..a.batch * a.prompt).map(|_| next()).collect();
+        let mut run =
+            PrefillRun::new(&gm, a.batch, a.prompt, LogitsWanted::Last).map_err(gpu_err)?;
+        run.set_tokens(&tokens).map_err(gpu_err)?;
+        run.reset_state();
+        // Warm-up: kernel compilation and loading, cuBLAS heuristics, allocations.
+        for _ in 0..2 {
+            run.forward().map_err(gpu_err)?;
+        }
+        ctx.synchronize().map_err(gpu_err)?;
+        for _ in 0..reps {
+            let ms = ctx.time_ms(|| run.forward()).map_err(gpu_err)?;
+            pp.push((a.batch * a.prompt) as f64 / (ms as f64 / 1e3));
+        }
+        let logits = run.logits().map_err(gpu_err)?;
+        if logits.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Invalid(
+                "cuda backend: the prefill gave non-finite logits".into(),
+            ));
+        }
+    }
+    let pp = median(&mut pp);
+    let (bytes, types) = weight_stats(&m);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": m.source,
+                "backend": "cuda",
+                "gemm": precision.name(),
+                "batch": a.batch,
+                "device": ctx.device_name(),
+                "kernels": null,
+                "threads": null,
+                "weight_types": types,
+                "prompt_tokens": a.prompt,
+                "gen_tokens": a.n_gen,
+                "reps": reps,
+                "prompt_tok_s": pp,
+                "decode_tok_s": null,
+                "weight_bytes_per_token": bytes,
+                "decode_gb_s": null,
+            })
+        );
+    } else {
+        println!(
+            "model {} ({}), cuda/{} gemm {} batch {}, median of {reps}",
+            m.source,
+            types.join("+"),
+            ctx.device_name(),
+            precision.name(),
+            a.batch
+        );
+        if a.prompt > 0 {
+            let label = if a.batch > 1 {
+                format!("{}x{}", a.batch, a.prompt)
+            } else {
+                a.prompt.to_string()
+            };
+            println!("prompt  pp{label:<5} {pp:9.1} tok/s");
+        }
+        println!("decode  not available on --backend cuda yet (no GPU decode)");
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda(_: &Args) -> Result<()> {
+    Err(Error::Invalid(
+        "this mamba-cli was built without the `cuda` feature".into(),
+    ))
 }

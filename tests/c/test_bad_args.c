@@ -17,6 +17,7 @@ int main(int argc, char **argv) {
     mamba_model *a = NULL, *b = NULL, *out_m = NULL;
     mamba_session *s = NULL, *sb = NULL, *out_s = NULL;
     mamba_model_params mp;
+    mamba_status st;
     mamba_sampling_params sp;
     float *logits;
     float hidden[4096];
@@ -65,8 +66,11 @@ int main(int argc, char **argv) {
     CHECK_MSG("truncated");
     mp = mamba_model_default_params();
     mp.backend = MAMBA_BACKEND_CUDA;
-    CHECK_ST(mamba_model_load_file(argv[1], &mp, &out_m), MAMBA_ERR_UNSUPPORTED);
+    mp.gpu_device = 4095; /* past the last GPU, or no GPU at all: never loads */
+    st = mamba_model_load_file(argv[1], &mp, &out_m);
+    CHECK(st == MAMBA_ERR_NO_DEVICE || st == MAMBA_ERR_UNSUPPORTED); /* no CUDA in the build */
     CHECK_MSG("MAMBA_BACKEND_CUDA");
+    CHECK(strcmp(mamba_status_str(MAMBA_ERR_NO_DEVICE), "no usable GPU") == 0);
     mp.backend = 42;
     CHECK_ST(mamba_model_load_file(argv[1], &mp, &out_m), MAMBA_ERR_INVALID_ARG);
     CHECK_MSG("unknown backend 42");
