@@ -58,14 +58,61 @@ pub(crate) const ADD_BIAS: KernelSource = KernelSource {
     src: include_str!("../kernels/add_bias.cu"),
 };
 
+/// Decode GEMV with the weights in their stored type (decode_common.cuh prepended).
+pub(crate) const DECODE_GEMV: KernelSource = KernelSource {
+    name: "decode_gemv.cu",
+    src: concat!(
+        include_str!("../kernels/decode_common.cuh"),
+        include_str!("../kernels/decode_gemv.cu")
+    ),
+};
+
+/// Decode conv update + SiLU fused with x_proj.
+pub(crate) const DECODE_CONV: KernelSource = KernelSource {
+    name: "decode_conv.cu",
+    src: concat!(
+        include_str!("../kernels/decode_common.cuh"),
+        include_str!("../kernels/decode_conv.cu")
+    ),
+};
+
+/// Decode dt_proj + softplus + state update + D skip + gate.
+pub(crate) const DECODE_SSM: KernelSource = KernelSource {
+    name: "decode_ssm.cu",
+    src: concat!(
+        include_str!("../kernels/decode_common.cuh"),
+        include_str!("../kernels/decode_ssm.cu")
+    ),
+};
+
+/// Decode embedding gather in the table's stored type.
+pub(crate) const DECODE_EMBED: KernelSource = KernelSource {
+    name: "decode_embed.cu",
+    src: concat!(
+        include_str!("../kernels/decode_common.cuh"),
+        include_str!("../kernels/decode_embed.cu")
+    ),
+};
+
+/// Decode greedy argmax over the logits.
+pub(crate) const DECODE_ARGMAX: KernelSource = KernelSource {
+    name: "decode_argmax.cu",
+    src: include_str!("../kernels/decode_argmax.cu"),
+};
+
 /// Every kernel file of the crate.
-pub(crate) const ALL_KERNELS: [&KernelSource; 6] = [
+pub(crate) const ALL_KERNELS: [&KernelSource; 11] = [
     &SELECTIVE_SCAN,
     &CAUSAL_CONV1D,
     &RMSNORM,
     &EMBEDDING,
     &CAST,
     &ADD_BIAS,
+    &DECODE_GEMV,
+    &DECODE_CONV,
+    &DECODE_SSM,
+    &DECODE_EMBED,
+    &DECODE_ARGMAX,
 ];
 
 /// Options passed to NVRTC besides the architecture (part of the cache key).
@@ -127,7 +174,7 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Extra NVRTC options from `MAMBA_CUDA_NVRTC_OPTIONS` (space-separated), a
-/// tuning aid: e.g. `-DSCAN_GROUP=8 -DSCAN_FAST_MATH` tries a kernel variant
+/// tuning aid: e.g. `-DSCAN_MIN_BLOCKS=5 -DSCAN_PRECISE_MATH` tries a kernel variant
 /// without rebuilding. Part of the cache key.
 fn extra_options() -> Vec<String> {
     std::env::var("MAMBA_CUDA_NVRTC_OPTIONS")

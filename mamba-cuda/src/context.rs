@@ -134,6 +134,100 @@ impl GpuContext {
         self.props.compute_capability
     }
 
+    /// A context on the same device with a stream of its own; the loaded
+    /// kernels are shared. Its work, and its CUDA graph captures, do not mix
+    /// with other threads' work on `self`'s stream; order the two streams
+    /// with [`GpuContext::wait_for`].
+    pub(crate) fn with_own_stream(&self) -> Result<GpuContext, GpuError> {
+        guard("cuStreamCreate", || {
+            let stream = self
+                .ctx
+                .new_stream()
+                .map_err(|e| GpuError::driver("cuStreamCreate", e))?;
+            let modules = self
+                .modules
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let functions = self
+                .functions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            Ok(Self {
+                ctx: self.ctx.clone(),
+                stream,
+                name: self.name.clone(),
+                props: self.props,
+                arch: self.arch,
+                modules: Mutex::new(modules),
+                functions: Mutex::new(functions),
+                workspace: Mutex::new(None),
+            })
+        })
+    }
+
+    /// Makes this context's stream wait (on the device) for the work queued
+    /// so far on `other`'s.
+    pub(crate) fn wait_for(&self, other: &GpuContext) -> Result<(), GpuError> {
+        guard("cuStreamWaitEvent", || {
+            let ev = other
+                .stream
+                .record_event(Some(
+                    cudarc::driver::sys::CUevent_flags::CU_EVENT_DISABLE_TIMING,
+                ))
+                .map_err(|e| GpuError::driver("cuEventRecord", e))?;
+            self.stream
+                .wait(&ev)
+                .map_err(|e| GpuError::driver("cuStreamWaitEvent", e))
+        })
+    }
+
+    /// Whether the device is an integrated GPU sharing memory with the CPU
+    /// (a Jetson: `CU_DEVICE_ATTRIBUTE_INTEGRATED`).
+    pub fn is_integrated(&self) -> bool {
+        self.ctx
+            .attribute(Attr::CU_DEVICE_ATTRIBUTE_INTEGRATED)
+            .is_ok_and(|v| v != 0)
+    }
+
+    /// Page-locked host memory of `bytes` bytes (at least 1), mapped into the
+    /// device's address space: kernels read it in place through
+    /// [`HostMapped::dev_ptr`], over the bus on a discrete GPU, from the
+    /// shared DRAM on an integrated one.
+    pub(crate) fn host_mapped(&self, bytes: usize) -> Result<HostMapped, GpuError> {
+        use cudarc::driver::{result, sys};
+        guard("cuMemHostAlloc", || {
+            self.ctx
+                .bind_to_thread()
+                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+            let len = bytes.max(1);
+            // SAFETY: the context is current; PORTABLE | DEVICEMAP asks for
+            // pinned memory visible to the device; freed in Drop.
+            let host = unsafe {
+                result::malloc_host(
+                    len,
+                    sys::CU_MEMHOSTALLOC_PORTABLE | sys::CU_MEMHOSTALLOC_DEVICEMAP,
+                )
+            }
+            .map_err(|e| GpuError::driver("cuMemHostAlloc", e))?;
+            let mut dev: sys::CUdeviceptr = 0;
+            // SAFETY: `host` was returned by cuMemHostAlloc with DEVICEMAP.
+            let r = unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dev, host, 0) };
+            if r != sys::CUresult::CUDA_SUCCESS {
+                // SAFETY: allocated above, not used since.
+                let _ = unsafe { result::free_host(host) };
+                return Err(GpuError::driver("cuMemHostGetDevicePointer", r));
+            }
+            Ok(HostMapped {
+                host: host.cast::<u8>(),
+                len,
+                dev,
+                ctx: self.ctx.clone(),
+            })
+        })
+    }
+
     /// Number of streaming multiprocessors.
     pub fn sm_count(&self) -> u32 {
         self.props.sm_count
@@ -401,4 +495,36 @@ pub(crate) struct RawBuffer {
     pub ptr: u64,
     /// Size in bytes.
     pub bytes: usize,
+}
+
+/// Pinned, device-mapped host memory (see [`GpuContext::host_mapped`]).
+pub(crate) struct HostMapped {
+    host: *mut u8,
+    len: usize,
+    /// The device address of the first byte.
+    pub dev: u64,
+    ctx: Arc<CudaContext>,
+}
+
+// SAFETY: a plain allocation owned by this value; no thread affinity.
+unsafe impl Send for HostMapped {}
+// SAFETY: shared access only reads the pointer values.
+unsafe impl Sync for HostMapped {}
+
+impl HostMapped {
+    /// The host view, to fill it (only while no queued kernel reads it).
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `host` points to `len` bytes we own for our lifetime.
+        unsafe { std::slice::from_raw_parts_mut(self.host, self.len) }
+    }
+}
+
+impl Drop for HostMapped {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        // Kernels queued on the context's stream may still read it.
+        let _ = self.ctx.synchronize();
+        // SAFETY: allocated by cuMemHostAlloc in `host_mapped`, freed once.
+        let _ = unsafe { cudarc::driver::result::free_host(self.host.cast()) };
+    }
 }

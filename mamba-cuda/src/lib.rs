@@ -9,6 +9,11 @@
 //! of token sequences through every layer, taking and returning the recurrent
 //! state in mamba-core's layout so a CPU session can continue it.
 //!
+//! Streaming decode for many streams: [`GpuDecoder`] keeps one state slot per
+//! stream on the device and steps any subset of them at once (fused per-layer
+//! kernels reading F32/F16/BF16/Q8_0/Q4_0 weights directly, cuBLAS above a
+//! batch threshold, the whole step replayed from a CUDA graph).
+//!
 //! The CUDA libraries are loaded at run time (cudarc, dynamic loading): the
 //! crate builds, and its tests pass, on machines with no CUDA at all.
 //! [`GpuContext::is_available`] says why no GPU can be used, without panicking.
@@ -35,7 +40,7 @@
 //! # Tuning aids (environment, read at run time)
 //! - `MAMBA_CUDA_CACHE_DIR`: where compiled kernels are cached (default
 //!   `$XDG_CACHE_HOME/mamba-cuda`, else `~/.cache/mamba-cuda`).
-//! - `MAMBA_CUDA_NVRTC_OPTIONS`: extra NVRTC options, e.g. `-DSCAN_PREFETCH=1`
+//! - `MAMBA_CUDA_NVRTC_OPTIONS`: extra NVRTC options, e.g. `-DSCAN_MIN_BLOCKS=5`
 //!   to try a kernel variant (see the knobs at the top of `selective_scan.cu`).
 //! - `MAMBA_CUDA_SCAN_MAX_NT`: cap on the scan's states per thread.
 
@@ -43,6 +48,7 @@ mod buffer;
 mod causal_conv1d;
 mod compile;
 mod context;
+mod decode;
 mod error;
 mod gemm;
 mod gpu_model;
@@ -53,6 +59,7 @@ mod selective_scan;
 pub use buffer::{Element, GpuBuffer, MatView, MatViewMut};
 pub use causal_conv1d::{ConvInputs, ConvOutput, ConvShape, MAX_CONV_WIDTH};
 pub use context::GpuContext;
+pub use decode::{DecodeOptions, DecodeWeights, GpuDecoder, WeightPlacement};
 pub use error::{GpuError, NoGpu};
 pub use gemm::GemmPrecision;
 pub use gpu_model::{GpuModel, LogitsWanted, PrefillRun};

@@ -4,7 +4,7 @@
 # tests and benchmark for each kernel variant (NVRTC -D options), Nsight
 # Compute per-kernel durations and instruction counts at two bf16 shapes, and
 # the SASS of the output kernel. Results in $OUT (summary.txt, *.log, sass_*.txt).
-# Usage: bash mamba-cuda/tools/device_scan.sh "label|-D options" ...
+# Usage: bash mamba-cuda/tools/device_scan.sh "label|-D options[|max states per thread]" ...
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -16,8 +16,10 @@ say() { echo "$*" | tee -a "$summary"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee -a "$summary"
 variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=("base|")
+[ -n "${SKIP_SCAN:-}" ] && variants=()
 for v in "${variants[@]}"; do
-    IFS='|' read -r label opts <<< "$v"
+    IFS='|' read -r label opts maxnt <<< "$v"
+    export MAMBA_CUDA_SCAN_MAX_NT=${maxnt:-16}
     t0=$SECONDS
     timeout 150 env MAMBA_CUDA_NVRTC_OPTIONS="$opts" $D/selective_scan --test-threads=8 > /tmp/t.log 2>&1
     rc=$?
@@ -41,4 +43,5 @@ if [ -n "${NCU:-}" ]; then
         grep -E "^  scan_|Duration|Executed Instructions  |Issue Slots Busy|Achieved Occupancy|Registers|==ERR" /tmp/n.log | sed -e 's/  */ /g' | head -30 | tee -a "$summary"
     done
 fi
+unset MAMBA_CUDA_SCAN_MAX_NT
 echo "==== summary"; cat "$summary"

@@ -24,7 +24,11 @@ pick build --release -p mamba-cuda --benches
 # conformance fixtures through mamba_rt) and mamba-cli (random-model, logits
 # --backend cuda). The fixtures travel with the working tree.
 pick test --release -p mamba-rt --test cuda_prefill --no-run
+# Phase 3: the decode test against the conformance models (root package).
+pick test --release -p mamba-rt --test cuda_decode --no-run
 pick build --release -p mamba-rt --bin mamba-cli
+# The C API's MAMBA_BACKEND_CUDA (run from the repository root: it reads models/).
+pick test --release -p mamba-ffi --test cuda_backend --no-run
 # Line tables make the executables ~20x larger than the 64 MiB a device call carries.
 strip "$root"/.device/* 2>/dev/null || true
 ls -la "$root/.device"

@@ -1,0 +1,59 @@
+#!/bin/bash
+# Phase 3 on the GPU machine (the `run` tool), from the repository root, with
+# the executables of stage_device.sh carried in .device/: the kernel compile
+# test, the decode tests (mamba-cuda/tests/decode.rs on the shipped models,
+# tests/cuda_decode.rs on the conformance models, both at once), then the
+# decode benchmark on a random 130m-shaped f16 model. Everything goes to
+# $OUT/log; the full test output to $OUT/tests_*.log, the bench to $OUT/bench.log.
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+D=.device
+export MAMBA_REQUIRE_GPU=1
+export MAMBA_CUDA_CACHE_DIR=/tmp/mamba-cuda-cache
+export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
+exec > >(tee -a "$OUT/log") 2>&1
+t0=$SECONDS
+stamp() { echo "---- [$((SECONDS - t0))s] $*"; }
+
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+stamp compile
+timeout 60 $D/compile --nocapture 2>&1 | grep -E "compute_|panicked|error|test result" | cut -c1-300
+
+stamp tests
+timeout ${TEST_S:-150} $D/decode --nocapture --test-threads=8 > "$OUT/tests_decode.log" 2>&1 &
+p1=$!
+timeout ${TEST_S:-150} $D/cuda_decode --nocapture --test-threads=8 > "$OUT/tests_cuda_decode.log" 2>&1 &
+p2=$!
+timeout 60 $D/mamba-cli random-model --out /tmp/m130.gguf --type f16 > /dev/null 2>&1 && ls -la /tmp/m130.gguf
+wait $p1; rc1=$?; echo "decode tests rc=$rc1"
+wait $p2; rc2=$?; echo "cuda_decode tests rc=$rc2"
+for f in "$OUT"/tests_decode.log "$OUT"/tests_cuda_decode.log; do
+    grep -E "^rel |panicked|^test .*FAILED|test result|skipping|error|device is" "$f" | cut -c1-400 | head -70
+done
+if [ $rc1 != 0 ] || [ $rc2 != 0 ]; then
+    # The plain-loop kernel variant, to tell a fast-path bug from the rest.
+    stamp "tests again with -DDECODE_SIMPLE"
+    export MAMBA_CUDA_NVRTC_OPTIONS=-DDECODE_SIMPLE
+    timeout ${TEST_S:-150} $D/decode --nocapture --test-threads=8 > "$OUT/tests_simple.log" 2>&1 &
+    p1=$!
+    timeout ${TEST_S:-150} $D/cuda_decode --nocapture --test-threads=8 >> "$OUT/tests_simple2.log" 2>&1
+    echo "cuda_decode (simple) rc=$?"; wait $p1; echo "decode (simple) rc=$?"
+    grep -hE "panicked|test result" "$OUT"/tests_simple*.log | head -20
+    [ -n "${KEEP_SIMPLE:-}" ] || unset MAMBA_CUDA_NVRTC_OPTIONS
+fi
+
+stamp bench
+timeout ${BENCH_S:-120} $D/decode_bench /tmp/m130.gguf --steps ${STEPS:-50} --batches ${BATCHES:-1,64,256} \
+    --weights ${WEIGHTS:-f16,q8_0,bf16,q4_0} --graphs on,off > "$OUT/bench.log" 2>&1
+echo "bench rc=$?"
+grep -vE "^DECODE" "$OUT/bench.log"
+n=2
+for extra in "${EXTRA:-}" "${EXTRA2:-}" "${EXTRA3:-}"; do
+    [ -n "$extra" ] || continue
+    stamp "bench extra: $extra"
+    timeout 60 $D/decode_bench /tmp/m130.gguf --steps 30 $extra > "$OUT/bench$n.log" 2>&1
+    echo "bench$n rc=$?"; grep -vE "^DECODE" "$OUT/bench$n.log"
+    n=$((n + 1))
+done
+stamp done
