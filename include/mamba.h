@@ -28,8 +28,9 @@
  * An immutable, loaded model (opaque). Create with `mamba_model_load_file()` or
  * `mamba_model_load_memory()`, release with `mamba_model_free()`. Any number of
  * threads may use one model at the same time (each with its own session). With
- * `MAMBA_BACKEND_CUDA` the GPU prefills of a model's sessions take turns (one at a
- * time per model, in any thread); everything else runs concurrently.
+ * `MAMBA_BACKEND_CUDA` the GPU work of a model's sessions (prefills, steps, batched
+ * steps, state save/load of a GPU-resident state) takes turns (one at a time per
+ * model, in any thread); everything else runs concurrently.
  */
 typedef struct mamba_model mamba_model;
 
@@ -38,8 +39,16 @@ typedef struct mamba_model mamba_model;
  * size, whatever the sequence length) and scratch. Create with
  * `mamba_session_init()`, release with `mamba_session_free()`. A session must be
  * used by one thread at a time; give each concurrent stream its own session.
+ * With `MAMBA_BACKEND_CUDA` a session's state moves to the GPU at its first step
+ * and stays there (see `mamba_sessions_step()`).
  */
 typedef struct mamba_session mamba_session;
+
+/**
+ * The result of every fallible function: `MAMBA_OK` (0) or one of the negative
+ * `MAMBA_ERR_*` constants. On failure `mamba_last_error()` holds a message.
+ */
+typedef int32_t mamba_status;
 
 /**
  * How to pick tokens (llama.cpp's meanings). Get one from
@@ -77,12 +86,6 @@ typedef struct {
      */
     uint64_t seed;
 } mamba_sampling_params;
-
-/**
- * The result of every fallible function: `MAMBA_OK` (0) or one of the negative
- * `MAMBA_ERR_*` constants. On failure `mamba_last_error()` holds a message.
- */
-typedef int32_t mamba_status;
 
 /**
  * Called by `mamba_session_generate()` with each new token, as soon as it is
@@ -129,12 +132,20 @@ typedef struct {
 
 /**
  * The CUDA backend (GPU `gpu_device`): the weights are uploaded to the GPU at load
- * (GEMMs in f32, so results stay within about 1e-4 relative of the CPU backend's)
- * and each session's token prompts (`mamba_session_prefill()`, the prompt of
- * `mamba_session_generate()`) run there, from the session's state and back into it.
- * Single token steps, generated tokens and input vectors still run on the CPU
- * (`n_threads` workers) from that state, for now. The host keeps the model too
- * (state save/load and the shape queries work as for the CPU backend).
+ * (in f32, GEMMs in f32, so results stay within about 1e-4 relative of the CPU
+ * backend's). Token prompts (`mamba_session_prefill()`, the prompt of
+ * `mamba_session_generate()`) run there as one parallel pass, from the session's
+ * state and back into it. Token steps (`mamba_session_step_token()`, the generated
+ * tokens of `mamba_session_generate()`, `mamba_sessions_step()`) and input-vector
+ * steps (`mamba_session_step_embedding()`, `mamba_sessions_step_embedding()`) run
+ * on the GPU decoder, made at the model's first step with a second f32 copy of the
+ * weights: each stepping session keeps its state in a GPU slot (moved there at its
+ * first step and kept there, so a step moves only token ids and outputs across the
+ * bus); at most 65535 sessions of one model hold a slot at once (the slots grow as
+ * needed; `MAMBA_ERR_DEVICE` past that); a session gives its slot back when freed.
+ * `mamba_session_prefill_embeddings()` runs on the CPU (`n_threads` workers). The
+ * host keeps the model too: the shape queries, and state save/load (the same
+ * blobs as the CPU backend's, read from / written to the GPU as needed).
  * Loading fails with `MAMBA_ERR_NO_DEVICE` where there is no usable GPU or no CUDA
  * libraries (fall back to `MAMBA_BACKEND_CPU`), `MAMBA_ERR_UNSUPPORTED` in a
  * library built without CUDA support or for a model the GPU kernels cannot run.
@@ -220,6 +231,68 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * One step of `n` sessions (n >= 1) of one model: session `sessions[i]` is fed
+ * token `tokens[i]`. Optional outputs: `logits` (NULL, or `logits_len` >= n x V
+ * floats; row i = session i's next-token logits, V = `mamba_model_vocab_size()`)
+ * and `next_tokens` (NULL, or n ints: the greedy next token of each session, the
+ * first largest logit). Both may be NULL (feeding tokens only); with
+ * `MAMBA_BACKEND_CUDA`, `next_tokens` alone moves just n ints back from the GPU.
+ * Each session ends as `mamba_session_step_token()` with its token would leave it.
+ *
+ * Backends: `MAMBA_BACKEND_CUDA`: one GPU step for the whole batch, each session's
+ * state in its own GPU slot (moved there at its first step, once, and kept there:
+ * see `MAMBA_BACKEND_CUDA`); a session's results do not depend on the other
+ * sessions in the batch beyond float rounding. `MAMBA_BACKEND_CPU`: the sessions are
+ * stepped one after another on the CPU (same results as single steps).
+ *
+ * Errors: `MAMBA_ERR_INVALID_ARG` (NULL `sessions`/`tokens` or a NULL entry, n = 0,
+ * a session listed twice, sessions of different models),
+ * `MAMBA_ERR_BUFFER_TOO_SMALL` (`logits_len` < n x V),
+ * `MAMBA_ERR_TOKEN_OUT_OF_RANGE` (the message names the index); everything is
+ * checked before any session is stepped, so on these errors no state changes and
+ * no output is written. With `MAMBA_BACKEND_CUDA` also `MAMBA_ERR_DEVICE` (a CUDA
+ * failure, or more than 65535 sessions of the model stepping on the GPU: the
+ * states of the batch's sessions are then unspecified; reset or load them) and
+ * `MAMBA_ERR_UNSUPPORTED` (a model the GPU decoder cannot run; nothing changed).
+ * Ownership: the arrays stay the caller's. Thread safety: each session by one
+ * thread at a time (not used elsewhere during the call); batches of one CUDA model
+ * from several threads take turns on the GPU.
+ *
+ * # Safety
+ * `sessions` must be NULL or point to `n` pointers, each NULL or a live session;
+ * `tokens` NULL or `n` readable ids; `logits` NULL or `logits_len` writable floats;
+ * `next_tokens` NULL or `n` writable ints; the outputs not overlapping the inputs.
+ */
+mamba_status mamba_sessions_step(mamba_session *const *sessions,
+                                 const int32_t *tokens,
+                                 size_t n,
+                                 float *logits,
+                                 size_t logits_len,
+                                 int32_t *next_tokens);
+
+/**
+ * One step of `n` sessions (n >= 1) of one model fed input vectors instead of
+ * tokens (the audio / sensor path): `xs` holds n vectors of D floats one after
+ * another (`xs_len` must be exactly n x D, D = `mamba_model_d_model()`), vector i
+ * for `sessions[i]`; the final hidden states (after the last norm) go to `hidden`
+ * (`hidden_len` >= n x D), row i for session i. Each session ends as
+ * `mamba_session_step_embedding()` would leave it. Backends, errors (with
+ * `MAMBA_ERR_INVALID_ARG` also for a wrong `xs_len`), ownership and thread safety
+ * as `mamba_sessions_step()`.
+ *
+ * # Safety
+ * `sessions` must be NULL or point to `n` pointers, each NULL or a live session;
+ * `xs` NULL or `xs_len` readable floats; `hidden` NULL or `hidden_len` writable
+ * floats, not overlapping `xs`.
+ */
+mamba_status mamba_sessions_step_embedding(mamba_session *const *sessions,
+                                           size_t n,
+                                           const float *xs,
+                                           size_t xs_len,
+                                           float *hidden,
+                                           size_t hidden_len);
+
+/**
  * The message of the last failed call on the calling thread, as a NUL-terminated
  * string ("" if no call has failed on this thread yet).
  *
@@ -245,7 +318,8 @@ mamba_sampling_params mamba_sampling_default_params(void);
  * and all emitted tokens and can be continued (a token whose callback returned
  * nonzero is not fed). The repeat penalty sees the prompt and the emitted tokens.
  * With `MAMBA_BACKEND_CUDA` the prompt runs on the GPU (as in
- * `mamba_session_prefill()`) and the emitted tokens on the CPU.
+ * `mamba_session_prefill()`) and the emitted tokens on the GPU decoder (as in
+ * `mamba_session_step_token()`); sampling runs on the CPU.
  *
  * Errors: `MAMBA_ERR_INVALID_ARG` (NULL `s`/`prompt`/`cb`, n = 0, bad params),
  * `MAMBA_ERR_TOKEN_OUT_OF_RANGE` (a prompt id; checked before anything is fed),
@@ -433,7 +507,10 @@ mamba_status mamba_session_reset(mamba_session *s);
  * to `logits`, which must hold at least V floats (`logits_len` >= V).
  *
  * Errors: `MAMBA_ERR_INVALID_ARG` (NULL), `MAMBA_ERR_BUFFER_TOO_SMALL`,
- * `MAMBA_ERR_TOKEN_OUT_OF_RANGE`. On error the state is unchanged.
+ * `MAMBA_ERR_TOKEN_OUT_OF_RANGE`. On error the state is unchanged. With
+ * `MAMBA_BACKEND_CUDA` the step runs on the GPU decoder (see `mamba_sessions_step()`
+ * to step several sessions at once); also `MAMBA_ERR_DEVICE` (the state is then
+ * unspecified) and `MAMBA_ERR_UNSUPPORTED` (a model the GPU decoder cannot run).
  * Ownership: `logits` stays the caller's. Thread safety: one thread at a time per
  * session.
  *
@@ -451,7 +528,9 @@ mamba_status mamba_session_step_token(mamba_session *s,
  * state (after the last norm, D floats) to `hidden` (`hidden_len` >= D).
  *
  * Errors: `MAMBA_ERR_INVALID_ARG` (NULL, `x_len` != D), `MAMBA_ERR_BUFFER_TOO_SMALL`.
- * On error the state is unchanged. Thread safety: one thread at a time per session.
+ * On error the state is unchanged. With `MAMBA_BACKEND_CUDA` the step runs on the
+ * GPU decoder (as `mamba_session_step_token()`, with its errors).
+ * Thread safety: one thread at a time per session.
  *
  * # Safety
  * `s` must be NULL or a live session; `x` NULL or `x_len` readable floats;
@@ -489,10 +568,12 @@ mamba_status mamba_session_prefill(mamba_session *s,
  * be a nonzero multiple of D) and write the final hidden state after the last one
  * to `last_hidden` (`hidden_len` >= D). The same as one
  * `mamba_session_step_embedding()` per vector up to float rounding (chunked, like
- * `mamba_session_prefill()`).
+ * `mamba_session_prefill()`). Runs on the CPU with every backend (with
+ * `MAMBA_BACKEND_CUDA`, from the state brought back from the GPU if it is there).
  *
- * Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`; on error the state
- * is unchanged. Thread safety: one thread at a time per session.
+ * Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`; with
+ * `MAMBA_BACKEND_CUDA` also `MAMBA_ERR_DEVICE`; on error the state is unchanged.
+ * Thread safety: one thread at a time per session.
  *
  * # Safety
  * `s` must be NULL or a live session; `xs` NULL or `xs_len` readable floats;
@@ -521,7 +602,8 @@ size_t mamba_session_state_size(const mamba_session *s);
  * weights) into `buf`, which must hold `mamba_session_state_size()` bytes or more.
  * On success `*written` (if `written` is not NULL) receives the byte count.
  *
- * Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`.
+ * Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`; with
+ * `MAMBA_BACKEND_CUDA`, `MAMBA_ERR_DEVICE` (reading a state held on the GPU).
  * Ownership: `buf` stays the caller's; the blob is plain bytes that may be stored
  * and loaded into any session of the same model, in this or another process.
  * Thread safety: one thread at a time per session.

@@ -66,7 +66,7 @@ mkdir -p "$bin"
 run "header as C99" gcc $CFLAGS_C $mflags tests/c/test_header.c -o "$bin/header_c" $mlibs
 # shellcheck disable=SC2086
 run "header as C++17" g++ -x c++ $CFLAGS_CXX $mflags tests/c/test_header.c -o "$bin/header_cxx" $mlibs
-for t in test_bad_args test_threads test_state test_cuda; do
+for t in test_bad_args test_threads test_state test_cuda test_cuda_batch; do
     # shellcheck disable=SC2086
     run "compile $t" gcc $CFLAGS_C $mflags "tests/c/$t.c" -o "$bin/$t" $mlibs -lpthread -lm
 done
@@ -91,8 +91,11 @@ run "test_state" "$bin/test_state" a.gguf
 run "test_state (static)" "$bin/test_state_static" a.gguf
 # MAMBA_BACKEND_CUDA against the CPU backend; prints a skip line without a GPU.
 run "test_cuda" "$bin/test_cuda" a.gguf
+# mamba_sessions_step: CPU batches everywhere, CUDA batches against CPU sessions.
+run "test_cuda_batch" "$bin/test_cuda_batch" a.gguf
 if [ -f "$root/models/default-f32.gguf" ]; then
     run "test_cuda (default-f32)" "$bin/test_cuda" "$root/models/default-f32.gguf"
+    run "test_cuda_batch (default-f32)" "$bin/test_cuda_batch" "$root/models/default-f32.gguf"
 fi
 run "stream_embeddings" "$tmp/ex_c/stream_embeddings" a.gguf 48
 "$tmp/ex_c/generate" a.gguf "Mamba is" 48 7 0.9 >gen_c.txt || bad "generate (C)"

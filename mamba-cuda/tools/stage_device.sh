@@ -29,6 +29,8 @@ pick test --release -p mamba-rt --test cuda_decode --no-run
 pick build --release -p mamba-rt --bin mamba-cli
 # The C API's MAMBA_BACKEND_CUDA (run from the repository root: it reads models/).
 pick test --release -p mamba-ffi --test cuda_backend --no-run
+# The C API's batched GPU step from C (test_cuda_batch, test_cuda), beside libmamba.so.0 (rpath $ORIGIN).
+cargo build --release -p mamba-ffi && t="${CARGO_TARGET_DIR:-target}/release" && cp "$t/libmamba.so" "$root/.device/libmamba.so.0" && for c in test_cuda_batch test_cuda; do gcc -std=c99 -O1 -Iinclude "tests/c/$c.c" -o "$root/.device/$c" -L"$t" -lmamba -Wl,-rpath,'$ORIGIN' -lm; done
 # Line tables make the executables ~20x larger than the 64 MiB a device call carries.
 strip "$root"/.device/* 2>/dev/null || true
 ls -la "$root/.device"

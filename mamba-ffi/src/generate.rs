@@ -97,7 +97,8 @@ pub type mamba_token_callback =
 /// and all emitted tokens and can be continued (a token whose callback returned
 /// nonzero is not fed). The repeat penalty sees the prompt and the emitted tokens.
 /// With `MAMBA_BACKEND_CUDA` the prompt runs on the GPU (as in
-/// `mamba_session_prefill()`) and the emitted tokens on the CPU.
+/// `mamba_session_prefill()`) and the emitted tokens on the GPU decoder (as in
+/// `mamba_session_step_token()`); sampling runs on the CPU.
 ///
 /// Errors: `MAMBA_ERR_INVALID_ARG` (NULL `s`/`prompt`/`cb`, n = 0, bad params),
 /// `MAMBA_ERR_TOKEN_OUT_OF_RANGE` (a prompt id; checked before anything is fed),

@@ -12,10 +12,12 @@
 //! pointers and `catch_unwind` live in this crate only.
 //!
 //! Files: [`status`] (codes), [`boundary`] (panic guard, last error, pointer checks),
-//! [`model`], [`session`], [`generate`] (sampling), [`version`]; `gpu` holds the
-//! `MAMBA_BACKEND_CUDA` prefill (feature `cuda`, on by default).
+//! [`model`], [`session`], [`batch`] (batched steps of several sessions),
+//! [`generate`] (sampling), [`version`]; `gpu` holds the `MAMBA_BACKEND_CUDA`
+//! prefill and decoder (feature `cuda`, on by default).
 #![allow(non_camel_case_types)]
 
+pub mod batch;
 pub mod boundary;
 pub mod generate;
 #[cfg(feature = "cuda")]
@@ -30,6 +32,7 @@ mod test_model;
 #[cfg(test)]
 mod tests;
 
+pub use batch::*;
 pub use boundary::mamba_last_error;
 pub use generate::*;
 pub use model::*;

@@ -17,12 +17,20 @@ pub type mamba_backend = i32;
 /// The CPU backend (SIMD and threads). Always available.
 pub const MAMBA_BACKEND_CPU: mamba_backend = 0;
 /// The CUDA backend (GPU `gpu_device`): the weights are uploaded to the GPU at load
-/// (GEMMs in f32, so results stay within about 1e-4 relative of the CPU backend's)
-/// and each session's token prompts (`mamba_session_prefill()`, the prompt of
-/// `mamba_session_generate()`) run there, from the session's state and back into it.
-/// Single token steps, generated tokens and input vectors still run on the CPU
-/// (`n_threads` workers) from that state, for now. The host keeps the model too
-/// (state save/load and the shape queries work as for the CPU backend).
+/// (in f32, GEMMs in f32, so results stay within about 1e-4 relative of the CPU
+/// backend's). Token prompts (`mamba_session_prefill()`, the prompt of
+/// `mamba_session_generate()`) run there as one parallel pass, from the session's
+/// state and back into it. Token steps (`mamba_session_step_token()`, the generated
+/// tokens of `mamba_session_generate()`, `mamba_sessions_step()`) and input-vector
+/// steps (`mamba_session_step_embedding()`, `mamba_sessions_step_embedding()`) run
+/// on the GPU decoder, made at the model's first step with a second f32 copy of the
+/// weights: each stepping session keeps its state in a GPU slot (moved there at its
+/// first step and kept there, so a step moves only token ids and outputs across the
+/// bus); at most 65535 sessions of one model hold a slot at once (the slots grow as
+/// needed; `MAMBA_ERR_DEVICE` past that); a session gives its slot back when freed.
+/// `mamba_session_prefill_embeddings()` runs on the CPU (`n_threads` workers). The
+/// host keeps the model too: the shape queries, and state save/load (the same
+/// blobs as the CPU backend's, read from / written to the GPU as needed).
 /// Loading fails with `MAMBA_ERR_NO_DEVICE` where there is no usable GPU or no CUDA
 /// libraries (fall back to `MAMBA_BACKEND_CPU`), `MAMBA_ERR_UNSUPPORTED` in a
 /// library built without CUDA support or for a model the GPU kernels cannot run.
@@ -58,8 +66,9 @@ impl Default for mamba_model_params {
 /// An immutable, loaded model (opaque). Create with `mamba_model_load_file()` or
 /// `mamba_model_load_memory()`, release with `mamba_model_free()`. Any number of
 /// threads may use one model at the same time (each with its own session). With
-/// `MAMBA_BACKEND_CUDA` the GPU prefills of a model's sessions take turns (one at a
-/// time per model, in any thread); everything else runs concurrently.
+/// `MAMBA_BACKEND_CUDA` the GPU work of a model's sessions (prefills, steps, batched
+/// steps, state save/load of a GPU-resident state) takes turns (one at a time per
+/// model, in any thread); everything else runs concurrently.
 pub struct mamba_model {
     pub(crate) loaded: LoadedModel,
     pub(crate) kernels: CpuKernels,

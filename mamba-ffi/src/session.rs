@@ -13,11 +13,26 @@ use std::sync::Arc;
 /// size, whatever the sequence length) and scratch. Create with
 /// `mamba_session_init()`, release with `mamba_session_free()`. A session must be
 /// used by one thread at a time; give each concurrent stream its own session.
+/// With `MAMBA_BACKEND_CUDA` a session's state moves to the GPU at its first step
+/// and stays there (see `mamba_sessions_step()`).
 pub struct mamba_session {
     // Declared before `model`: fields drop in declaration order, so the session's
     // borrow of the model ends before this session's reference to it is released.
     pub(crate) session: Session<'static>,
+    /// `MAMBA_BACKEND_CUDA`: whether the state is in a GPU decoder slot.
+    #[cfg(feature = "cuda")]
+    pub(crate) gpu: crate::gpu::GpuSlot,
     pub(crate) model: Arc<mamba_model>,
+}
+
+impl Drop for mamba_session {
+    fn drop(&mut self) {
+        // A CUDA session gives its decoder slot back.
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.model.gpu {
+            g.release(&mut self.gpu);
+        }
+    }
 }
 
 impl mamba_session {
@@ -29,8 +44,40 @@ impl mamba_session {
         let loaded: &'static LoadedModel = unsafe { &*loaded };
         mamba_session {
             session: Session::new(loaded),
+            #[cfg(feature = "cuda")]
+            gpu: crate::gpu::GpuSlot::default(),
             model,
         }
+    }
+
+    /// The host session, its state current (a GPU-resident state is brought back
+    /// first, once), for work that runs from the host state. Whatever that work does
+    /// to the state, the host copy stays the current one.
+    pub(crate) fn host(&mut self) -> Result<&mut Session<'static>, FfiError> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.model.gpu {
+            g.to_host(&mut self.gpu, self.session.state_mut())?;
+        }
+        Ok(&mut self.session)
+    }
+
+    /// The host state was replaced whatever it was (reset, load): it is current now.
+    fn host_replaced(&mut self) {
+        #[cfg(feature = "cuda")]
+        self.gpu.host_replaced();
+    }
+
+    /// The state in mamba-core's layout, read from the GPU when it is there.
+    pub(crate) fn state_copy(&self) -> Result<std::borrow::Cow<'_, [f32]>, FfiError> {
+        #[cfg(feature = "cuda")]
+        if let Some(g) = &self.model.gpu
+            && self.gpu.on_device()
+        {
+            let mut v = vec![0f32; self.session.state().len()];
+            g.read_state(&self.gpu, &mut v)?;
+            return Ok(std::borrow::Cow::Owned(v));
+        }
+        Ok(std::borrow::Cow::Borrowed(self.session.state()))
     }
 
     fn vocab(&self) -> usize {
@@ -58,6 +105,7 @@ impl mamba_session {
         }
         #[cfg(feature = "cuda")]
         if let Some(gpu) = &self.model.gpu {
+            gpu.to_host(&mut self.gpu, self.session.state_mut())?;
             return gpu.prefill(tokens, self.session.state_mut(), logits);
         }
         let k = &self.model.kernels;
@@ -72,12 +120,41 @@ impl mamba_session {
     }
 
     /// One token step (checked), logits to `logits` (exactly V long). The step
-    /// backend: the CPU for every model for now; a GPU decode for
-    /// `MAMBA_BACKEND_CUDA` models goes here (the state lives on the host between
-    /// calls, so either side can take the next step).
+    /// backend: the GPU decoder for a `MAMBA_BACKEND_CUDA` model (the state moves
+    /// to the session's slot once and stays there), else the CPU.
     pub(crate) fn step(&mut self, token: u32, logits: &mut [f32]) -> Result<(), FfiError> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.model.gpu {
+            let mut streams = [crate::gpu::Stream {
+                slot: &mut self.gpu,
+                host: self.session.state_mut(),
+            }];
+            return gpu.step_tokens(
+                &self.model.loaded,
+                &mut streams,
+                &[token],
+                Some(logits),
+                None,
+            );
+        }
         let k = &self.model.kernels;
         self.session.step_token(k, token, logits)?;
+        Ok(())
+    }
+
+    /// One input-vector step (`x` is D long, `hidden` exactly D): the GPU decoder
+    /// for a `MAMBA_BACKEND_CUDA` model, else the CPU.
+    pub(crate) fn step_embedding(&mut self, x: &[f32], hidden: &mut [f32]) -> Result<(), FfiError> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = &self.model.gpu {
+            let mut streams = [crate::gpu::Stream {
+                slot: &mut self.gpu,
+                host: self.session.state_mut(),
+            }];
+            return gpu.step_embeddings(&self.model.loaded, &mut streams, x, hidden);
+        }
+        let k = &self.model.kernels;
+        self.session.step_embedding(k, x, hidden)?;
         Ok(())
     }
 }
@@ -186,6 +263,7 @@ pub unsafe extern "C" fn mamba_session_reset(s: *mut mamba_session) -> mamba_sta
         // SAFETY: the caller's contract.
         let s = unsafe { session_mut(s) }?;
         s.session.reset();
+        s.host_replaced();
         Ok(())
     })
 }
@@ -194,7 +272,10 @@ pub unsafe extern "C" fn mamba_session_reset(s: *mut mamba_session) -> mamba_sta
 /// to `logits`, which must hold at least V floats (`logits_len` >= V).
 ///
 /// Errors: `MAMBA_ERR_INVALID_ARG` (NULL), `MAMBA_ERR_BUFFER_TOO_SMALL`,
-/// `MAMBA_ERR_TOKEN_OUT_OF_RANGE`. On error the state is unchanged.
+/// `MAMBA_ERR_TOKEN_OUT_OF_RANGE`. On error the state is unchanged. With
+/// `MAMBA_BACKEND_CUDA` the step runs on the GPU decoder (see `mamba_sessions_step()`
+/// to step several sessions at once); also `MAMBA_ERR_DEVICE` (the state is then
+/// unspecified) and `MAMBA_ERR_UNSUPPORTED` (a model the GPU decoder cannot run).
 /// Ownership: `logits` stays the caller's. Thread safety: one thread at a time per
 /// session.
 ///
@@ -222,7 +303,9 @@ pub unsafe extern "C" fn mamba_session_step_token(
 /// state (after the last norm, D floats) to `hidden` (`hidden_len` >= D).
 ///
 /// Errors: `MAMBA_ERR_INVALID_ARG` (NULL, `x_len` != D), `MAMBA_ERR_BUFFER_TOO_SMALL`.
-/// On error the state is unchanged. Thread safety: one thread at a time per session.
+/// On error the state is unchanged. With `MAMBA_BACKEND_CUDA` the step runs on the
+/// GPU decoder (as `mamba_session_step_token()`, with its errors).
+/// Thread safety: one thread at a time per session.
 ///
 /// # Safety
 /// `s` must be NULL or a live session; `x` NULL or `x_len` readable floats;
@@ -248,9 +331,7 @@ pub unsafe extern "C" fn mamba_session_step_embedding(
         }
         // SAFETY: the caller's contract.
         let out = unsafe { out_floats(hidden, hidden_len, d, "hidden") }?;
-        let k = &s.model.kernels;
-        s.session.step_embedding(k, x, out)?;
-        Ok(())
+        s.step_embedding(x, out)
     })
 }
 
@@ -305,10 +386,12 @@ pub(crate) fn tokens_from_c(tokens: &[i32], vocab: usize) -> Result<Vec<u32>, Ff
 /// be a nonzero multiple of D) and write the final hidden state after the last one
 /// to `last_hidden` (`hidden_len` >= D). The same as one
 /// `mamba_session_step_embedding()` per vector up to float rounding (chunked, like
-/// `mamba_session_prefill()`).
+/// `mamba_session_prefill()`). Runs on the CPU with every backend (with
+/// `MAMBA_BACKEND_CUDA`, from the state brought back from the GPU if it is there).
 ///
-/// Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`; on error the state
-/// is unchanged. Thread safety: one thread at a time per session.
+/// Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`; with
+/// `MAMBA_BACKEND_CUDA` also `MAMBA_ERR_DEVICE`; on error the state is unchanged.
+/// Thread safety: one thread at a time per session.
 ///
 /// # Safety
 /// `s` must be NULL or a live session; `xs` NULL or `xs_len` readable floats;
@@ -338,10 +421,12 @@ pub unsafe extern "C" fn mamba_session_prefill_embeddings(
         // so the buffer stays small for long streams, and keep the last row.
         let block = mamba_rt::prefill::PREFILL_CHUNK * d;
         let mut hidden = vec![0.0f32; block.min(xs.len())];
-        let k = &s.model.kernels;
+        // The CPU prefill (every backend), from the host state.
+        let model = Arc::clone(&s.model);
+        let session = s.host()?;
         for x in xs.chunks(block) {
             let h = &mut hidden[..x.len()];
-            s.session.prefill_embeddings(k, x, h)?;
+            session.prefill_embeddings(&model.kernels, x, h)?;
         }
         let last = xs.len() - (xs.len() - 1) / block * block;
         out.copy_from_slice(&hidden[last - d..last]);
@@ -370,7 +455,8 @@ pub unsafe extern "C" fn mamba_session_state_size(s: *const mamba_session) -> us
 /// weights) into `buf`, which must hold `mamba_session_state_size()` bytes or more.
 /// On success `*written` (if `written` is not NULL) receives the byte count.
 ///
-/// Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`.
+/// Errors: `MAMBA_ERR_INVALID_ARG`, `MAMBA_ERR_BUFFER_TOO_SMALL`; with
+/// `MAMBA_BACKEND_CUDA`, `MAMBA_ERR_DEVICE` (reading a state held on the GPU).
 /// Ownership: `buf` stays the caller's; the blob is plain bytes that may be stored
 /// and loaded into any session of the same model, in this or another process.
 /// Thread safety: one thread at a time per session.
@@ -397,7 +483,8 @@ pub unsafe extern "C" fn mamba_session_state_save(
                 format!("buf holds {len} bytes, the state needs {need}"),
             ));
         }
-        let n = state::export(&s.model.loaded.view(), s.session.state(), out)?;
+        let st = s.state_copy()?;
+        let n = state::export(&s.model.loaded.view(), &st, out)?;
         if !written.is_null() {
             // SAFETY: non-NULL and writable by the caller's contract; success.
             unsafe { written.write(n) };
@@ -429,6 +516,7 @@ pub unsafe extern "C" fn mamba_session_state_load(
         // SAFETY: the caller's contract.
         let blob = unsafe { slice_in(buf.cast::<u8>(), len, "buf") }?;
         s.session.load_state(blob)?;
+        s.host_replaced();
         Ok(())
     })
 }

@@ -455,3 +455,294 @@ fn embeddings_prefill_equals_steps() {
         mamba_model_free(m);
     }
 }
+
+/// `mamba_sessions_step` with `out` outputs; returns (status, logits, next).
+fn batch_step(
+    ss: &[*mut mamba_session],
+    toks: &[i32],
+    v: usize,
+) -> (mamba_status, Vec<f32>, Vec<i32>) {
+    let mut l = vec![f32::NAN; ss.len() * v];
+    let mut nx = vec![-7i32; ss.len()];
+    // SAFETY: ss.len() live sessions, as many tokens, n x v floats, n ints.
+    let st = unsafe {
+        mamba_sessions_step(
+            ss.as_ptr(),
+            toks.as_ptr(),
+            ss.len(),
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        )
+    };
+    (st, l, nx)
+}
+
+/// The batched step on the CPU backend steps each session as a single step would
+/// (bit for bit), the greedy picks are the logits' argmax, NULL outputs just feed.
+#[test]
+fn batched_step_on_cpu_equals_single_steps() {
+    let m = load(&TestModelSpec::default());
+    let v = 256;
+    let batch: Vec<_> = (0..3).map(|_| session(m)).collect();
+    let single: Vec<_> = (0..3).map(|_| session(m)).collect();
+    for t in 0..20 {
+        let toks: Vec<i32> = (0..3).map(|i| (t * 37 + i * 101) % 256).collect();
+        let (st, l, nx) = batch_step(&batch, &toks, v);
+        assert_eq!(st, MAMBA_OK, "{}", last_error());
+        for i in 0..3 {
+            let want = step(single[i as usize], toks[i as usize], v);
+            let row = &l[i as usize * v..(i as usize + 1) * v];
+            assert_eq!(row, &want[..], "step {t} session {i}");
+            let best = (0..v).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            assert_eq!(nx[i as usize], best as i32);
+        }
+    }
+    // Both outputs NULL: tokens fed, state advanced like a single step.
+    let toks = [5, 6, 7];
+    // SAFETY: 3 live sessions and tokens; NULL outputs are allowed.
+    let st = unsafe {
+        mamba_sessions_step(
+            batch.as_ptr(),
+            toks.as_ptr(),
+            3,
+            ptr::null_mut(),
+            0,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, MAMBA_OK, "{}", last_error());
+    for (i, &t) in toks.iter().enumerate() {
+        step(single[i], t, v);
+    }
+    let (st, l, _) = batch_step(&batch, &[1, 2, 3], v);
+    assert_eq!(st, MAMBA_OK);
+    for i in 0..3 {
+        assert_eq!(
+            &l[i * v..(i + 1) * v],
+            &step(single[i], i as i32 + 1, v)[..]
+        );
+    }
+    // Input vectors: equal to single embedding steps.
+    let d = 64;
+    let xs: Vec<f32> = (0..3 * d)
+        .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+        .collect();
+    let mut h = vec![f32::NAN; 3 * d];
+    // SAFETY: 3 live sessions, 3 x d floats in and out.
+    let st = unsafe {
+        mamba_sessions_step_embedding(
+            batch.as_ptr(),
+            3,
+            xs.as_ptr(),
+            xs.len(),
+            h.as_mut_ptr(),
+            h.len(),
+        )
+    };
+    assert_eq!(st, MAMBA_OK, "{}", last_error());
+    for i in 0..3 {
+        let mut want = vec![0f32; d];
+        // SAFETY: live session, d floats in and out.
+        let st = unsafe {
+            mamba_session_step_embedding(single[i], xs[i * d..].as_ptr(), d, want.as_mut_ptr(), d)
+        };
+        assert_eq!(st, MAMBA_OK);
+        assert_eq!(&h[i * d..(i + 1) * d], &want[..]);
+    }
+    // SAFETY: live handles, freed once.
+    unsafe {
+        for s in batch.into_iter().chain(single) {
+            mamba_session_free(s);
+        }
+        mamba_model_free(m);
+    }
+}
+
+/// Every bad argument of the batched steps: the right status, a message naming
+/// it, no output written and no session stepped.
+#[test]
+fn batched_step_bad_arguments() {
+    let m = load(&TestModelSpec::default());
+    let m2 = load(&TestModelSpec {
+        seed: 9,
+        ..TestModelSpec::default()
+    });
+    let v = 256;
+    let (a, b, c) = (session(m), session(m), session(m2));
+    let probe = session(m);
+    let fresh = step(probe, 3, v);
+    let check = |st: mamba_status, want: mamba_status, msg: &str| {
+        assert_eq!(st, want, "{}", last_error());
+        let e = last_error();
+        assert!(e.starts_with("mamba_sessions_step"), "{e}");
+        assert!(e.contains(msg), "{e} lacks {msg:?}");
+    };
+    let mut l = vec![f32::NAN; 2 * v];
+    let mut nx = [-7i32; 2];
+    let toks = [1i32, 2];
+    // SAFETY: every pointer is NULL or valid for the lengths given.
+    unsafe {
+        let st = mamba_sessions_step(
+            ptr::null(),
+            toks.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "sessions is NULL");
+        let ss = [a, b];
+        let st = mamba_sessions_step(
+            ss.as_ptr(),
+            ptr::null(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "tokens is NULL");
+        let st = mamba_sessions_step(
+            ss.as_ptr(),
+            toks.as_ptr(),
+            0,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "n is 0");
+        let with_null = [a, ptr::null_mut()];
+        let st = mamba_sessions_step(
+            with_null.as_ptr(),
+            toks.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "sessions[1] is NULL");
+        let dup = [a, a];
+        let st = mamba_sessions_step(
+            dup.as_ptr(),
+            toks.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(
+            st,
+            MAMBA_ERR_INVALID_ARG,
+            "sessions[0] and sessions[1] are the same session",
+        );
+        let mixed = [a, c];
+        let st = mamba_sessions_step(
+            mixed.as_ptr(),
+            toks.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(
+            st,
+            MAMBA_ERR_INVALID_ARG,
+            "sessions[1] belongs to another model",
+        );
+        let st = mamba_sessions_step(
+            ss.as_ptr(),
+            toks.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            2 * v - 1,
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_BUFFER_TOO_SMALL, "needs n x vocab = 512");
+        let bad = [1i32, 256];
+        let st = mamba_sessions_step(
+            ss.as_ptr(),
+            bad.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_TOKEN_OUT_OF_RANGE, "tokens[1]");
+        let neg = [-1i32, 2];
+        let st = mamba_sessions_step(
+            ss.as_ptr(),
+            neg.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_TOKEN_OUT_OF_RANGE, "tokens[0]");
+        // Embeddings: wrong xs_len, small hidden, NULL.
+        let xs = vec![0.25f32; 2 * 64];
+        let mut h = vec![f32::NAN; 2 * 64];
+        let st = mamba_sessions_step_embedding(
+            ss.as_ptr(),
+            2,
+            xs.as_ptr(),
+            xs.len() - 1,
+            h.as_mut_ptr(),
+            h.len(),
+        );
+        check(
+            st,
+            MAMBA_ERR_INVALID_ARG,
+            "xs_len is 127, must be n x d_model = 128",
+        );
+        let st = mamba_sessions_step_embedding(
+            ss.as_ptr(),
+            2,
+            xs.as_ptr(),
+            xs.len(),
+            h.as_mut_ptr(),
+            127,
+        );
+        check(st, MAMBA_ERR_BUFFER_TOO_SMALL, "hidden holds 127");
+        let st = mamba_sessions_step_embedding(
+            ss.as_ptr(),
+            2,
+            xs.as_ptr(),
+            xs.len(),
+            ptr::null_mut(),
+            128,
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "hidden is NULL");
+        let st = mamba_sessions_step_embedding(
+            dup.as_ptr(),
+            2,
+            xs.as_ptr(),
+            xs.len(),
+            h.as_mut_ptr(),
+            h.len(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "same session");
+        let st = mamba_sessions_step_embedding(
+            mixed.as_ptr(),
+            2,
+            xs.as_ptr(),
+            xs.len(),
+            h.as_mut_ptr(),
+            h.len(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "another model");
+        assert!(h.iter().all(|x| x.is_nan()), "hidden written on failure");
+    }
+    assert!(l.iter().all(|x| x.is_nan()), "logits written on failure");
+    assert_eq!(nx, [-7, -7], "next_tokens written on failure");
+    // No session was stepped: a and b still give a fresh session's first step.
+    assert_eq!(step(a, 3, v), fresh);
+    assert_eq!(step(b, 3, v), fresh);
+    // SAFETY: live handles, freed once.
+    unsafe {
+        for s in [a, b, c, probe] {
+            mamba_session_free(s);
+        }
+        mamba_model_free(m);
+        mamba_model_free(m2);
+    }
+}

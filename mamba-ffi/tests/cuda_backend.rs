@@ -371,3 +371,375 @@ fn cuda_sessions_on_threads() {
     });
     free(g, &[]);
 }
+
+/// `mamba_sessions_step` with both outputs; asserts MAMBA_OK.
+fn batch_step(ss: &[*mut mamba_session], toks: &[i32], v: usize) -> (Vec<f32>, Vec<i32>) {
+    let mut l = vec![f32::NAN; ss.len() * v];
+    let mut nx = vec![-1i32; ss.len()];
+    // SAFETY: ss.len() live sessions and tokens, n x v floats, n ints.
+    let st = unsafe {
+        mamba_sessions_step(
+            ss.as_ptr(),
+            toks.as_ptr(),
+            ss.len(),
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        )
+    };
+    assert_eq!(st, MAMBA_OK, "{}", last_error());
+    (l, nx)
+}
+
+fn argmax(l: &[f32]) -> i32 {
+    (0..l.len()).fold(0, |b, j| if l[j] > l[b] { j } else { b }) as i32
+}
+
+/// Many sessions of one CUDA model (more than the decoder's first slots, so the
+/// slots grow while states are live), prompts prefilled on the GPU, then 200
+/// batched greedy steps (subsets in changing order, sessions joining late and
+/// leaving early): every session's logits within 1e-4 of a CPU session fed the
+/// same, the GPU's greedy picks equal the CPU logits' argmax, and the state blobs
+/// at the end close to the CPU's.
+#[test]
+fn cuda_batched_step_matches_cpu_sessions() {
+    let bytes = default_model_bytes();
+    let Some(g) = load_cuda(&bytes) else { return };
+    let c = load_bytes(&bytes, MAMBA_BACKEND_CPU).expect("CPU load");
+    let v = vocab(g);
+    const N: usize = 20;
+    let gs: Vec<_> = (0..N).map(|_| session(g)).collect();
+    let cs: Vec<_> = (0..N).map(|_| session(c)).collect();
+    let mut next = [0i32; N];
+    for i in 0..N {
+        let p = tokens(3 + 7 * i, v, 40 + i as u64);
+        let (lg, lc) = (prefill(gs[i], &p, v), prefill(cs[i], &p, v));
+        assert_close(&format!("session {i}: prompt"), &lg, &lc);
+        next[i] = argmax(&lc);
+    }
+    let mut worst = 0f64;
+    for t in 0..200usize {
+        // Session i steps at step t when it has joined (i < t / 4 + 6 or so) and
+        // not left; every 3rd step the order is reversed, every 5th some skip.
+        let mut who: Vec<usize> = (0..N)
+            .filter(|&i| i < 6 + t / 8 && !(i % 7 == 3 && t > 150))
+            .filter(|&i| (t + i) % 5 != 0 || i % 2 == 0)
+            .collect();
+        if t % 3 == 0 {
+            who.reverse();
+        }
+        let ss: Vec<_> = who.iter().map(|&i| gs[i]).collect();
+        let toks: Vec<i32> = who.iter().map(|&i| next[i]).collect();
+        let (l, nx) = batch_step(&ss, &toks, v);
+        for (r, &i) in who.iter().enumerate() {
+            let lc = step(cs[i], next[i], v);
+            let lg = &l[r * v..(r + 1) * v];
+            let e = rel_l2(lg, &lc);
+            worst = worst.max(e);
+            assert!(e <= 1e-4, "step {t} session {i}: relative error {e:.3e}");
+            assert_eq!(nx[r], argmax(&lc), "step {t} session {i}: greedy token");
+            next[i] = nx[r];
+        }
+    }
+    eprintln!("batched GPU steps vs CPU sessions: worst relative error {worst:.2e}");
+    // The GPU-resident states, saved, continue in CPU sessions like the CPU's own.
+    let probe = session(c);
+    for i in 0..N {
+        let blob = state(gs[i]);
+        assert_eq!(blob.len(), state(cs[i]).len());
+        // SAFETY: live session, blob.len() bytes.
+        let st = unsafe { mamba_session_state_load(probe, blob.as_ptr().cast(), blob.len()) };
+        assert_eq!(st, MAMBA_OK, "{}", last_error());
+        assert_close(
+            &format!("session {i}: saved state"),
+            &step(probe, 10, v),
+            &step(cs[i], 10, v),
+        );
+    }
+    free(ptr::null_mut(), &[probe]);
+    free(g, &gs);
+    free(c, &cs);
+}
+
+/// A session's results do not depend on which other sessions share its batch
+/// (alone = the GEMV path; with others = cuBLAS: rounding only), and 200 greedy
+/// steps of the default model give the same tokens alone and in batches.
+#[test]
+fn cuda_batch_independence() {
+    let bytes = default_model_bytes();
+    let Some(g) = load_cuda(&bytes) else { return };
+    let v = vocab(g);
+    let alone = session(g);
+    let x = session(g);
+    let others: Vec<_> = (0..9).map(|_| session(g)).collect();
+    let p = tokens(30, v, 7);
+    let (la, lx) = (prefill(alone, &p, v), prefill(x, &p, v));
+    assert!(rel_l2(&la, &lx) <= 1e-6);
+    let (mut ta, mut tx) = (argmax(&la), argmax(&lx));
+    let mut worst = 0f64;
+    for t in 0..200usize {
+        let (l1, n1) = batch_step(&[alone], &[ta], v);
+        // x with a changing set of companions, at a changing position.
+        let k = t % 10;
+        let mut ss: Vec<_> = others[..k].to_vec();
+        let mut toks: Vec<i32> = (0..k).map(|j| ((t * 13 + j * 31) % v) as i32).collect();
+        let at = t % (k + 1);
+        ss.insert(at, x);
+        toks.insert(at, tx);
+        let (l2, n2) = batch_step(&ss, &toks, v);
+        let lx = &l2[at * v..(at + 1) * v];
+        let e = rel_l2(lx, &l1);
+        worst = worst.max(e);
+        assert!(e <= 1e-5, "step {t} (batch of {}): {e:.3e}", k + 1);
+        assert_eq!(n1[0], n2[at], "step {t}: greedy token depends on the batch");
+        ta = n1[0];
+        tx = n2[at];
+    }
+    eprintln!("batch independence: worst relative difference {worst:.2e}");
+    free(g, &[alone, x]);
+    free(ptr::null_mut(), &others);
+}
+
+/// GPU steps, then a GPU prompt (the state comes back to the host once and goes
+/// back to the GPU at the next step), then steps again; single-session steps and
+/// input vectors (single and batched) too: all against CPU sessions.
+#[test]
+fn cuda_prefill_steps_interleaved_and_embeddings() {
+    let bytes = default_model_bytes();
+    let Some(g) = load_cuda(&bytes) else { return };
+    let c = load_bytes(&bytes, MAMBA_BACKEND_CPU).expect("CPU load");
+    let v = vocab(g);
+    // SAFETY: live model.
+    let d = unsafe { mamba_model_d_model(g) } as usize;
+    let (g1, g2, c1, c2) = (session(g), session(g), session(c), session(c));
+    for round in 0..3u64 {
+        let p = tokens(10 + 50 * round as usize, v, round);
+        for (gs, cs) in [(g1, c1), (g2, c2)] {
+            let (a, b) = (prefill(gs, &p, v), prefill(cs, &p, v));
+            assert_close(&format!("round {round}: prompt"), &a, &b);
+        }
+        for t in tokens(8, v, 50 + round) {
+            let (l, _) = batch_step(&[g2, g1], &[t, t], v);
+            assert_close("batched", &l[v..], &step(c1, t, v));
+            assert_close("batched", &l[..v], &step(c2, t, v));
+            assert_close("single GPU step", &step(g1, t, v), &step(c1, t, v));
+        }
+        // Input vectors: single and batched, hidden states against the CPU's.
+        let xs: Vec<f32> = (0..2 * d)
+            .map(|i| ((i * 7919 + round as usize) % 101) as f32 / 101.0 - 0.5)
+            .collect();
+        let mut h = vec![f32::NAN; 2 * d];
+        // SAFETY: 2 live sessions, 2 x d floats in and out.
+        let st = unsafe {
+            mamba_sessions_step_embedding(
+                [g1, g2].as_ptr(),
+                2,
+                xs.as_ptr(),
+                xs.len(),
+                h.as_mut_ptr(),
+                h.len(),
+            )
+        };
+        assert_eq!(st, MAMBA_OK, "{}", last_error());
+        for (i, cs) in [c1, c2].into_iter().enumerate() {
+            let mut want = vec![0f32; d];
+            // SAFETY: live session, d floats in and out.
+            let st = unsafe {
+                mamba_session_step_embedding(cs, xs[i * d..].as_ptr(), d, want.as_mut_ptr(), d)
+            };
+            assert_eq!(st, MAMBA_OK);
+            assert_close("batched input vectors", &h[i * d..(i + 1) * d], &want);
+        }
+        let mut hg = vec![f32::NAN; d];
+        let mut hc = vec![f32::NAN; d];
+        // SAFETY: live sessions, d floats in and out.
+        unsafe {
+            assert_eq!(
+                mamba_session_step_embedding(g1, xs.as_ptr(), d, hg.as_mut_ptr(), d),
+                MAMBA_OK
+            );
+            assert_eq!(
+                mamba_session_step_embedding(c1, xs.as_ptr(), d, hc.as_mut_ptr(), d),
+                MAMBA_OK
+            );
+        }
+        assert_close("single input vector", &hg, &hc);
+    }
+    free(g, &[g1, g2]);
+    free(c, &[c1, c2]);
+}
+
+/// Save/load of a CUDA session whose state is on the GPU: the blob loads into a
+/// CPU session and another CUDA session, and both continue like the saved one;
+/// loading an older blob back into the stepped session rewinds it; reset too.
+#[test]
+fn cuda_state_roundtrip() {
+    let bytes = default_model_bytes();
+    let Some(g) = load_cuda(&bytes) else { return };
+    let c = load_bytes(&bytes, MAMBA_BACKEND_CPU).expect("CPU load");
+    let v = vocab(g);
+    let (a, b, cs) = (session(g), session(g), session(c));
+    prefill(a, &tokens(40, v, 1), v);
+    for t in tokens(25, v, 2) {
+        batch_step(&[a], &[t], v);
+    }
+    let blob = state(a); // from the GPU slot
+    let load = |s: *mut mamba_session, blob: &[u8]| {
+        // SAFETY: live session, blob.len() bytes.
+        let st = unsafe { mamba_session_state_load(s, blob.as_ptr().cast(), blob.len()) };
+        assert_eq!(st, MAMBA_OK, "{}", last_error());
+    };
+    load(b, &blob);
+    load(cs, &blob);
+    let cont = tokens(30, v, 3);
+    let mut la = Vec::new();
+    for &t in &cont {
+        let (l, _) = batch_step(&[b, a], &[t, t], v);
+        let lc = step(cs, t, v);
+        assert_close("loaded CUDA session", &l[..v], &lc);
+        assert_eq!(
+            &l[..v],
+            &l[v..],
+            "the same state in a batch, different logits"
+        );
+        la.push(l[v..].to_vec());
+    }
+    // Rewind a to the blob: the same continuation again.
+    load(a, &blob);
+    for (i, &t) in cont.iter().enumerate() {
+        let (l, _) = batch_step(&[a], &[t], v);
+        let e = rel_l2(&l, &la[i]);
+        assert!(e <= 1e-5, "rewound session, step {i}: {e:.3e}");
+    }
+    // A bad blob changes nothing (the state stays the GPU's).
+    let before = state(a);
+    // SAFETY: live session, a short readable buffer.
+    let st = unsafe { mamba_session_state_load(a, blob.as_ptr().cast(), 7) };
+    assert_ne!(st, MAMBA_OK);
+    assert_eq!(state(a), before);
+    // Reset: a fresh stream, on the GPU too.
+    // SAFETY: live sessions.
+    unsafe {
+        assert_eq!(mamba_session_reset(a), MAMBA_OK);
+        assert_eq!(mamba_session_reset(cs), MAMBA_OK);
+    }
+    assert_close(
+        "after reset",
+        &batch_step(&[a], &[65], v).0,
+        &step(cs, 65, v),
+    );
+    free(g, &[a, b]);
+    free(c, &[cs]);
+}
+
+/// Bad batches of a CUDA model: mixed models (two CUDA models; a CPU session in
+/// a CUDA batch), duplicates, NULLs, bad tokens; nothing written or stepped.
+/// Sessions freed give their slots back (many create/step/free rounds).
+#[test]
+fn cuda_batched_step_errors_and_slot_reuse() {
+    let bytes = default_model_bytes();
+    let Some(g) = load_cuda(&bytes) else { return };
+    let Some(g2) = load_cuda(&bytes) else { return };
+    let c = load_bytes(&bytes, MAMBA_BACKEND_CPU).expect("CPU load");
+    let v = vocab(g);
+    let (a, b, o, cs, probe) = (session(g), session(g), session(g2), session(c), session(g));
+    let fresh = step(probe, 3, v);
+    let mut l = vec![f32::NAN; 2 * v];
+    let mut nx = [-7i32; 2];
+    let toks = [1i32, 2];
+    let check = |st: mamba_status, want: mamba_status, msg: &str| {
+        assert_eq!(st, want, "{}", last_error());
+        let e = last_error();
+        assert!(e.contains(msg), "{e} lacks {msg:?}");
+    };
+    // SAFETY: every pointer NULL or valid for the lengths given.
+    unsafe {
+        let run = |ss: &[*mut mamba_session], t: &[i32], l: &mut [f32], nx: &mut [i32]| {
+            mamba_sessions_step(
+                ss.as_ptr(),
+                t.as_ptr(),
+                ss.len(),
+                l.as_mut_ptr(),
+                l.len(),
+                nx.as_mut_ptr(),
+            )
+        };
+        check(
+            run(&[a, o], &toks, &mut l, &mut nx),
+            MAMBA_ERR_INVALID_ARG,
+            "another model",
+        );
+        check(
+            run(&[a, cs], &toks, &mut l, &mut nx),
+            MAMBA_ERR_INVALID_ARG,
+            "another model",
+        );
+        check(
+            run(&[cs, a], &toks, &mut l, &mut nx),
+            MAMBA_ERR_INVALID_ARG,
+            "another model",
+        );
+        check(
+            run(&[a, a], &toks, &mut l, &mut nx),
+            MAMBA_ERR_INVALID_ARG,
+            "same session",
+        );
+        check(
+            run(&[a, ptr::null_mut()], &toks, &mut l, &mut nx),
+            MAMBA_ERR_INVALID_ARG,
+            "sessions[1] is NULL",
+        );
+        check(
+            run(&[a, b], &[0, v as i32], &mut l, &mut nx),
+            MAMBA_ERR_TOKEN_OUT_OF_RANGE,
+            "tokens[1]",
+        );
+        let st = mamba_sessions_step(
+            ptr::null(),
+            toks.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "sessions is NULL");
+        let ss = [a, b];
+        let st = mamba_sessions_step(
+            ss.as_ptr(),
+            ptr::null(),
+            2,
+            l.as_mut_ptr(),
+            l.len(),
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_INVALID_ARG, "tokens is NULL");
+        let st = mamba_sessions_step(
+            ss.as_ptr(),
+            toks.as_ptr(),
+            2,
+            l.as_mut_ptr(),
+            v,
+            nx.as_mut_ptr(),
+        );
+        check(st, MAMBA_ERR_BUFFER_TOO_SMALL, "logits holds");
+    }
+    assert!(l.iter().all(|x| x.is_nan()), "logits written on failure");
+    assert_eq!(nx, [-7, -7], "next_tokens written on failure");
+    assert_eq!(step(a, 3, v), fresh);
+    assert_eq!(step(b, 3, v), fresh);
+    // Slots come back: 30 rounds of 12 sessions made, stepped together, freed.
+    for round in 0..30 {
+        let ss: Vec<_> = (0..12).map(|_| session(g)).collect();
+        let toks = vec![3i32; 12];
+        let (l, _) = batch_step(&ss, &toks, v);
+        let e = rel_l2(&l[11 * v..], &fresh);
+        assert!(
+            e <= 1e-5,
+            "round {round}: a fresh session's step differs ({e:.3e})"
+        );
+        free(ptr::null_mut(), &ss);
+    }
+    free(g, &[a, b, probe]);
+    free(g2, &[o]);
+    free(c, &[cs]);
+}

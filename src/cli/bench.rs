@@ -19,11 +19,22 @@ pub struct Args {
     pub threads: usize,
     /// Compute backend. `cuda`: the prompt is the whole-model GPU prefill of
     /// `--batch` sequences of `--prompt` tokens, timed with CUDA events (median of
-    /// `--reps` after a warm-up). Decoding does not run on the GPU yet: with `cuda`
-    /// it is reported as not available (`decode_tok_s` and `decode_gb_s` are null in
-    /// `--json`), whatever `--gen` says.
+    /// `--reps` after a warm-up); decode is `--streams` streams stepped together
+    /// through the GPU decoder (CUDA graphs on, weights as `--weights`), each of
+    /// `--gen` steps timed with CUDA events after a warm-up, the median reported:
+    /// tokens/s of all streams, ms per step, and the bytes a step must read
+    /// (weights once + every stream's state read and written) with the GB/s that
+    /// implies. Needs a CUDA GPU: without one it fails with an error.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     pub backend: String,
+    /// Decode streams stepped together by `--backend cuda` (`cpu` runs 1).
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+    /// Weight type of the `--backend cuda` decoder: stored (each matrix as in the
+    /// file), f32, f16, bf16, q8_0 or q4_0 (ignored by the prompt, which uses
+    /// `--gemm`; not accepted by `cpu`).
+    #[arg(long, value_parser = ["stored", "f32", "f16", "bf16", "q8_0", "q4_0"])]
+    pub weights: Option<String>,
     /// GEMM precision of `--backend cuda`: f32, tf32, f16 or bf16 (ignored by `cpu`).
     #[arg(long, default_value = "bf16", value_parser = ["f32", "tf32", "f16", "bf16"])]
     pub gemm: String,
@@ -89,6 +100,12 @@ pub fn run(a: Args) -> Result<()> {
     if a.batch == 0 {
         return Err(Error::Invalid("--batch must be at least 1".into()));
     }
+    if a.streams == 0 || a.streams > 65535 {
+        return Err(Error::Invalid(format!(
+            "--streams is {}, must be 1..=65535",
+            a.streams
+        )));
+    }
     match a.backend.as_str() {
         "cpu" => {}
         "cuda" => return run_cuda(&a),
@@ -97,6 +114,13 @@ pub fn run(a: Args) -> Result<()> {
     if a.batch != 1 {
         return Err(Error::Invalid(
             "--batch applies to --backend cuda only (the CPU bench runs one stream)".into(),
+        ));
+    }
+    if a.streams != 1 || a.weights.is_some() {
+        return Err(Error::Invalid(
+            "--streams and --weights apply to --backend cuda only (the CPU bench runs one \
+             stream on the model's own weights)"
+                .into(),
         ));
     }
     let m = LoadedModel::open(&a.model)?;
@@ -175,23 +199,45 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// Decode figures of `--backend cuda`.
+#[cfg(feature = "cuda")]
+struct GpuDecode {
+    weights: &'static str,
+    ms_per_step: f64,
+    tok_s: f64,
+    step_bytes: u64,
+    weight_bytes: u64,
+    state_bytes: u64,
+    gb_s: f64,
+    graphs: bool,
+    note: Option<String>,
+}
+
 /// `--backend cuda`: the whole-model GPU prefill of `batch` x `prompt` tokens (only
 /// the last position's logits, as a prompt needs), timed with CUDA events around
-/// each forward; median of `reps` after a warm-up. No GPU decode yet.
+/// each forward, median of `reps` after a warm-up; then `streams` streams decoded
+/// together through `GpuDecoder` (CUDA graphs on), each of `n_gen` steps timed
+/// with CUDA events after a warm-up (the graph capture included), median.
 #[cfg(feature = "cuda")]
 fn run_cuda(a: &Args) -> Result<()> {
-    use mamba_cuda::{GemmPrecision, GpuContext, GpuModel, LogitsWanted, PrefillRun};
+    use mamba_cuda::{
+        DecodeOptions, DecodeWeights, GemmPrecision, GpuContext, GpuDecoder, GpuModel,
+        LogitsWanted, PrefillRun,
+    };
     let gpu_err = |e: mamba_cuda::GpuError| Error::Invalid(format!("cuda backend: {e}"));
     let precision = GemmPrecision::from_name(&a.gemm)
         .ok_or_else(|| Error::Invalid(format!("unknown --gemm '{}'", a.gemm)))?;
+    let wname = a.weights.as_deref().unwrap_or("stored");
+    let weights = DecodeWeights::from_name(wname)
+        .ok_or_else(|| Error::Invalid(format!("unknown --weights '{wname}'")))?;
     // Opened first: a machine without a GPU fails here, cleanly, before the model is read.
     let ctx = GpuContext::new(a.gpu).map_err(gpu_err)?;
     let m = LoadedModel::open(&a.model)?;
     let v = m.config().vocab_size;
-    let gm = GpuModel::upload(&ctx, &m.view(), precision).map_err(gpu_err)?;
     let reps = a.reps.max(1);
     let mut pp = Vec::new();
     if a.prompt > 0 {
+        let gm = GpuModel::upload(&ctx, &m.view(), precision).map_err(gpu_err)?;
         let mut next = token_stream(v);
         let tokens: Vec<u32> = (0..a.batch * a.prompt).map(|_| next()).collect();
         let mut run =
@@ -215,7 +261,67 @@ fn run_cuda(a: &Args) -> Result<()> {
         }
     }
     let pp = median(&mut pp);
+    let decode = if a.n_gen > 0 {
+        let b = a.streams;
+        let opts = DecodeOptions {
+            weights,
+            max_slots: b,
+            graphs: true,
+            ..DecodeOptions::default()
+        };
+        let mut dec = GpuDecoder::new(&ctx, &m.view(), opts).map_err(gpu_err)?;
+        let mut pairs = Vec::with_capacity(b);
+        for _ in 0..b {
+            pairs.push((dec.alloc_slot().map_err(gpu_err)?, 0u32));
+        }
+        let mut next = token_stream(v);
+        let mut feed = |pairs: &mut [(u32, u32)]| {
+            for p in pairs.iter_mut() {
+                p.1 = next();
+            }
+        };
+        // Warm-up: the first step of a batch size runs plainly, the second is
+        // captured into a graph, later ones replay it.
+        for _ in 0..5 {
+            feed(&mut pairs);
+            dec.step_tokens(&pairs).map_err(gpu_err)?;
+        }
+        ctx.synchronize().map_err(gpu_err)?;
+        let mut ms = Vec::with_capacity(a.n_gen);
+        for _ in 0..a.n_gen {
+            feed(&mut pairs);
+            let t = ctx.time_ms(|| dec.step_tokens(&pairs)).map_err(gpu_err)?;
+            ms.push(t as f64);
+        }
+        if dec
+            .logits()
+            .map_err(gpu_err)?
+            .iter()
+            .any(|x| !x.is_finite())
+        {
+            return Err(Error::Invalid(
+                "cuda backend: the decoder gave non-finite logits".into(),
+            ));
+        }
+        let ms = median(&mut ms);
+        let (wb, sb) = dec.step_bytes(b);
+        let secs = ms / 1e3;
+        Some(GpuDecode {
+            weights: weights.name(),
+            ms_per_step: ms,
+            tok_s: b as f64 / secs,
+            step_bytes: wb + sb,
+            weight_bytes: wb,
+            state_bytes: sb,
+            gb_s: (wb + sb) as f64 / secs / 1e9,
+            graphs: dec.graphs_enabled(),
+            note: dec.fallback_note().map(str::to_string),
+        })
+    } else {
+        None
+    };
     let (bytes, types) = weight_stats(&m);
+    let d = decode.as_ref();
     if a.json {
         println!(
             "{}",
@@ -232,9 +338,17 @@ fn run_cuda(a: &Args) -> Result<()> {
                 "gen_tokens": a.n_gen,
                 "reps": reps,
                 "prompt_tok_s": pp,
-                "decode_tok_s": null,
+                "decode_tok_s": d.map(|d| d.tok_s),
                 "weight_bytes_per_token": bytes,
-                "decode_gb_s": null,
+                "decode_gb_s": d.map(|d| d.gb_s),
+                "streams": a.streams,
+                "weights": d.map(|d| d.weights),
+                "ms_per_step": d.map(|d| d.ms_per_step),
+                "step_bytes": d.map(|d| d.step_bytes),
+                "step_weight_bytes": d.map(|d| d.weight_bytes),
+                "step_state_bytes": d.map(|d| d.state_bytes),
+                "cuda_graphs": d.map(|d| d.graphs),
+                "decode_note": d.and_then(|d| d.note.clone()),
             })
         );
     } else {
@@ -254,7 +368,27 @@ fn run_cuda(a: &Args) -> Result<()> {
             };
             println!("prompt  pp{label:<5} {pp:9.1} tok/s");
         }
-        println!("decode  not available on --backend cuda yet (no GPU decode)");
+        if let Some(d) = d {
+            println!(
+                "decode  {} streams x tg{} ({} weights, graphs {}): {:.4} ms/step (median), {:.1} tok/s",
+                a.streams,
+                a.n_gen,
+                d.weights,
+                if d.graphs { "on" } else { "off" },
+                d.ms_per_step,
+                d.tok_s
+            );
+            println!(
+                "bytes read per step: {:.1} MB weights + {:.1} MB states = {:.1} MB -> {:.1} GB/s",
+                d.weight_bytes as f64 / 1e6,
+                d.state_bytes as f64 / 1e6,
+                d.step_bytes as f64 / 1e6,
+                d.gb_s
+            );
+            if let Some(n) = &d.note {
+                println!("note: {n}");
+            }
+        }
     }
     Ok(())
 }

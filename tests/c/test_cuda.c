@@ -2,7 +2,8 @@
  * skip line (MAMBA_ERR_NO_DEVICE; with MAMBA_REQUIRE_GPU=1 a missing GPU fails).
  * With a GPU: the logits after a prompt (run on the GPU) are within 1e-4 (relative
  * L2) of the CPU backend's, greedy generation after it gives the CPU's tokens, and
- * a state saved from a CUDA session continues in a CPU session.
+ * a state saved from a CUDA session continues in a CPU session (the step after it
+ * on the GPU decoder). Batched steps: test_cuda_batch.c.
  * Usage: test_cuda MODEL.gguf */
 #include "test_util.h"
 
@@ -94,7 +95,8 @@ int main(int argc, char **argv) {
     CHECK_ST(mamba_session_state_load(cs, blob, written), MAMBA_OK);
     CHECK_ST(mamba_session_step_token(gs, 32, lg, v), MAMBA_OK);
     CHECK_ST(mamba_session_step_token(cs, 32, lc, v), MAMBA_OK);
-    CHECK(rel_l2(lg, lc, v) <= 1e-6);
+    /* The step ran on the GPU decoder (f32 weights): within the C API's 1e-4. */
+    CHECK(rel_l2(lg, lc, v) <= 1e-4);
 
     /* Greedy generation after a GPU prompt: the CPU backend's tokens. */
     sp.temperature = 0.0f;
