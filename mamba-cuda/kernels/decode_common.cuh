@@ -101,6 +101,28 @@ __device__ __forceinline__ void w_load8(const unsigned char* row, int g, float* 
     }
 }
 
+// Programmatic dependent launch (sm_90+; the host sets the launch attribute
+// only there). A kernel issues its loads of data no earlier kernel of the
+// step writes (weights, its own layer's slot state) first, then lets the next
+// kernel launch (`dec_pdl_launch`), then waits for the previous kernel's
+// results to be complete and visible (`dec_pdl_wait`) before touching them.
+// Without the attribute both are no-ops. Nothing may be written before the
+// wait.
+__device__ __forceinline__ void dec_pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void dec_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+// Hint: bring the 128-byte line holding p into L2 (no effect on results).
+__device__ __forceinline__ void dec_prefetch_l2(const void* p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

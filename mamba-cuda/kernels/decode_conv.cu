@@ -11,7 +11,7 @@
 // result does not depend on the batch's composition.
 
 #define CONV_CH 128
-#define CONV_BT 8
+#define CONV_BT 4  // batch rows per block (decode.rs CONV_BT)
 
 struct ConvParams {
     const float* xz;          // (batch, xz_rs): x in columns 0..E
@@ -49,6 +49,18 @@ __device__ __forceinline__ void conv_body(const ConvParams& p) {
     const int t = threadIdx.x;
     const int e = chunk * CONV_CH + t;
     const int E = p.E, K = p.K;
+    // Before the wait for in_proj (programmatic dependent launch): the
+    // layer's conv windows, the conv weights, and an L2 prefetch of this
+    // chunk's x_proj weights (nothing earlier in the step writes them).
+    {
+        const int c0 = chunk * CONV_CH;
+        const int nbytes = (int)(w_row_bytes<DT>(min(CONV_CH, E - c0)));
+        const long long off = w_row_bytes<DT>(c0);
+        for (int r = t; r < p.XD; r += CONV_CH) {
+            const unsigned char* seg = p.xw + w_row_bytes<DT>(E) * r + off;
+            for (int o = 0; o < nbytes; o += 128) dec_prefetch_l2(seg + o);
+        }
+    }
     if (CONV_FAST && K <= CONV_KMAX) {
         // Every load of every batch row first, then the arithmetic and the
         // stores: a store to one slot's window could alias the next row's
@@ -65,7 +77,6 @@ __device__ __forceinline__ void conv_body(const ConvParams& p) {
             if (j < nb && e < E) {
                 const int slot = p.slots[b0 + j];
                 winp[j] = p.state + (long long)slot * p.slot_stride + p.layer_off;
-                xv[j] = p.xz[(long long)(b0 + j) * p.xz_rs + e];
 #pragma unroll
                 for (int k = 0; k < CONV_KMAX - 1; ++k) {
                     if (k < K - 1) wv[j][k] = winp[j][(long long)k * E + e];
@@ -82,6 +93,12 @@ __device__ __forceinline__ void conv_body(const ConvParams& p) {
             }
             wlast = w[K - 1];
             cb = p.conv_b != nullptr ? p.conv_b[e] : 0.0f;
+        }
+        dec_pdl_launch();
+        dec_pdl_wait();
+#pragma unroll
+        for (int j = 0; j < CONV_BT; ++j) {
+            if (j < nb && e < E) xv[j] = p.xz[(long long)(b0 + j) * p.xz_rs + e];
         }
 #pragma unroll
         for (int j = 0; j < CONV_BT; ++j) {
@@ -104,6 +121,8 @@ __device__ __forceinline__ void conv_body(const ConvParams& p) {
             sx[j][t] = v;
         }
     } else {
+        dec_pdl_launch();
+        dec_pdl_wait();
         for (int j = 0; j < CONV_BT; ++j) {
             float v = 0.0f;
             if (j < nb && e < E) {

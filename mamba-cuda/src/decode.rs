@@ -25,11 +25,11 @@
 //! replayed (the slot indices and tokens live in fixed device buffers the
 //! kernels read, written before each replay).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 
 use cudarc::driver::sys;
-use cudarc::driver::{CudaEvent, CudaGraph, DeviceRepr, LaunchConfig, result as dr};
+use cudarc::driver::{CudaEvent, CudaFunction, CudaGraph, DeviceRepr, LaunchConfig, result as dr};
 use half::{bf16, f16};
 use mamba_core::quant::{BlockQ4_0, BlockQ8_0, QK};
 use mamba_core::{DType, Model, ModelConfig, TensorRef};
@@ -115,8 +115,9 @@ pub struct DecodeOptions {
     /// as cuBLAS tensor-core GEMMs (f16 / bf16 / f32 weights directly;
     /// Q8_0 / Q4_0 ones through an f16 copy made at creation); smaller steps
     /// use the GEMV kernel. `usize::MAX`: never (no cuBLAS, no copy).
-    /// Default 2: on the H200 cuBLAS at 2 streams (0.71 ms a step, 130m
-    /// shape) already beats the GEMV kernel at 1 (0.79 ms); see NOTES.md.
+    /// Default 2: on the H200 (v3) cuBLAS at 2 streams (0.71 ms a step,
+    /// 130m shape) beat the GEMV kernel at 1 (0.79 ms); v4's GEMV runs b = 1
+    /// in 0.54 ms, b = 2..8 not re-measured; see NOTES.md.
     pub gemm_min_batch: usize,
 }
 
@@ -401,9 +402,15 @@ struct ArgmaxParams {
 unsafe impl DeviceRepr for ArgmaxParams {}
 
 const CONV_CH: usize = 128;
+/// Batch rows per conv block (`CONV_BT` in decode_conv.cu).
+const CONV_BT: usize = 4;
 const SSM_CH: usize = 128;
+/// Batch rows per SSM block (`SSM_BT` in decode_ssm.cu); 4 threads per channel.
 const SSM_BT: usize = 4;
+/// Batch rows per GEMV block (`GEMV_BT` in decode_gemv.cu).
 const BT: usize = 8;
+/// Output rows (warps) per GEMV block (`GEMV_WARPS` in decode_gemv.cu).
+const GEMV_WARPS: usize = 4;
 
 /// What a step feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -437,6 +444,12 @@ pub struct GpuDecoder<'c> {
     seen: HashSet<(Mode, usize)>,
     graphs_on: bool,
     graph_note: Option<String>,
+    /// Launch the step's kernels with programmatic dependent launch (sm_90+;
+    /// `MAMBA_DECODE_PDL=0` turns it off): each kernel's weight and state
+    /// loads overlap the previous kernel's tail.
+    pdl: Cell<bool>,
+    /// The next launch follows a kernel of the same step (PDL allowed).
+    chain: Cell<bool>,
     /// Stage-end events of a profiled step.
     marks: RefCell<Option<Vec<(&'static str, CudaEvent)>>>,
     /// The caller's context: steps are ordered after its queued work, and
@@ -668,6 +681,11 @@ impl<'c> GpuDecoder<'c> {
             seen: HashSet::new(),
             graphs_on: opts.graphs,
             graph_note: graph_note.take(),
+            pdl: Cell::new(
+                own.compute_capability().0 >= 9
+                    && std::env::var("MAMBA_DECODE_PDL").map_or(true, |v| v != "0"),
+            ),
+            chain: Cell::new(false),
             marks: RefCell::new(None),
             user,
             cfg,
@@ -1141,6 +1159,15 @@ impl<'c> GpuDecoder<'c> {
 
     /// Runs one step of `b` streams: graph replay, capture, or plain launches.
     fn run(&mut self, mode: Mode, b: usize) -> Result<(), GpuError> {
+        let pdl = self.pdl.get();
+        let r = self.run_inner(mode, b);
+        if pdl && !self.pdl.get() && self.graph_note.is_none() {
+            self.graph_note = Some("programmatic dependent launch failed; off".to_string());
+        }
+        r
+    }
+
+    fn run_inner(&mut self, mode: Mode, b: usize) -> Result<(), GpuError> {
         if !self.graphs_on {
             return self.enqueue(mode, b);
         }
@@ -1171,6 +1198,27 @@ impl<'c> GpuDecoder<'c> {
                 (Ok(()), Err(e)) => Err(GpuError::driver("cuStreamEndCapture", e)),
             }
         });
+        let captured = match captured {
+            Err(_) | Ok(None) if self.pdl.get() => {
+                // Maybe this driver cannot capture programmatic launches:
+                // capture again without them (graphs beat PDL alone).
+                self.pdl.set(false);
+                guard("cuStreamBeginCapture", || {
+                    stream
+                        .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+                        .map_err(|e| GpuError::driver("cuStreamBeginCapture", e))?;
+                    let r = self.enqueue(mode, b);
+                    let g = stream.end_capture(sys::CUgraphInstantiate_flags(0));
+                    match (r, g) {
+                        (Ok(()), Ok(Some(g))) => Ok(Some(g)),
+                        (Err(e), _) => Err(e),
+                        (Ok(()), Ok(None)) => Err(GpuError::invalid("empty graph")),
+                        (Ok(()), Err(e)) => Err(GpuError::driver("cuStreamEndCapture", e)),
+                    }
+                })
+            }
+            c => c,
+        };
         match captured {
             Ok(Some(g)) => {
                 guard("cuGraphLaunch", || {
@@ -1223,11 +1271,11 @@ impl<'c> GpuDecoder<'c> {
             pad: 0,
         };
         let cfg = LaunchConfig {
-            grid_dim: (m.rows.div_ceil(8) as u32, b.div_ceil(BT) as u32, 1),
-            block_dim: (256, 1, 1),
+            grid_dim: (m.rows.div_ceil(GEMV_WARPS) as u32, b.div_ceil(BT) as u32, 1),
+            block_dim: (32 * GEMV_WARPS as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        self.ctx.launch(&f, cfg, &p)
+        self.launch_k(&f, cfg, &p)
     }
 
     /// `y (b, m.rows) (+)= x (b, m.cols) . m^T` through cuBLAS; x in the
@@ -1270,8 +1318,65 @@ impl<'c> GpuDecoder<'c> {
         unsafe { blas.linear(prec, b, m.rows, m.cols, xo, wo, yo, beta) }
     }
 
+    /// Launches one of the step's kernels: with the programmatic-stream-
+    /// serialization attribute when PDL is on and the previous launch was a
+    /// kernel of this step (the kernels wait with `griddepcontrol.wait`
+    /// before reading anything an earlier kernel wrote), plainly otherwise.
+    fn launch_k<P: DeviceRepr>(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        p: &P,
+    ) -> Result<(), GpuError> {
+        let chained = self.chain.replace(true);
+        if !self.pdl.get() || !chained || self.marks.borrow().is_some() {
+            return self.ctx.launch(f, cfg, p);
+        }
+        let stream = self.ctx.stream();
+        guard("cuLaunchKernelEx", || {
+            stream
+                .context()
+                .bind_to_thread()
+                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+            // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
+            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+            attr.id =
+                sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+            attr.value.programmaticStreamSerializationAllowed = 1;
+            let lc = sys::CUlaunchConfig {
+                gridDimX: cfg.grid_dim.0,
+                gridDimY: cfg.grid_dim.1,
+                gridDimZ: cfg.grid_dim.2,
+                blockDimX: cfg.block_dim.0,
+                blockDimY: cfg.block_dim.1,
+                blockDimZ: cfg.block_dim.2,
+                sharedMemBytes: cfg.shared_mem_bytes,
+                hStream: stream.cu_stream(),
+                attrs: &mut attr,
+                numAttrs: 1,
+            };
+            let mut arg = p as *const P as *mut std::ffi::c_void;
+            // SAFETY: `P` is the #[repr(C)] mirror of the kernel's one
+            // parameter struct (the kernel params array holds a pointer to
+            // it); every pointer in it addresses enough device memory for
+            // the launch's shape (checked by the caller); `lc` and `attr`
+            // outlive the call.
+            unsafe { sys::cuLaunchKernelEx(&lc, f.cu_function(), &mut arg, std::ptr::null_mut()) }
+                .result()
+                .map_err(|e| GpuError::driver("cuLaunchKernelEx", e))
+        })
+        .or_else(|_| {
+            // No PDL on this driver: plain launches from now on (`run`
+            // notes it).
+            self.pdl.set(false);
+            self.ctx.launch(f, cfg, p)
+        })
+    }
+
     /// Queues one whole step of `b` streams (no host synchronisation).
     fn enqueue(&self, mode: Mode, b: usize) -> Result<(), GpuError> {
+        // The step's first kernel follows host copies: launched plainly.
+        self.chain.set(false);
         let ctx = &self.ctx;
         let cfg = &self.cfg;
         let (d, e, n, k, r) = (
@@ -1300,7 +1405,7 @@ impl<'c> GpuDecoder<'c> {
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
-            ctx.launch(&f, lc, &p)?;
+            self.launch_k(&f, lc, &p)?;
             self.mark("embed")?;
         }
         let slot_stride = cfg.state_len() as i64;
@@ -1373,11 +1478,11 @@ impl<'c> GpuDecoder<'c> {
                 pad: 0,
             };
             let lc = LaunchConfig {
-                grid_dim: (self.nchunks as u32, b.div_ceil(BT) as u32, 1),
+                grid_dim: (self.nchunks as u32, b.div_ceil(CONV_BT) as u32, 1),
                 block_dim: (CONV_CH as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
-            ctx.launch(&f, lc, &p)?;
+            self.launch_k(&f, lc, &p)?;
             self.mark("conv_x_proj")?;
             // 3. dt_proj + softplus + state update + D + gate.
             let out_gemm = lw.out_proj.gemm.filter(|_| gemm);
@@ -1414,10 +1519,10 @@ impl<'c> GpuDecoder<'c> {
             };
             let lc = LaunchConfig {
                 grid_dim: (e.div_ceil(SSM_CH) as u32, b.div_ceil(SSM_BT) as u32, 1),
-                block_dim: (SSM_CH as u32, 1, 1),
+                block_dim: (4 * SSM_CH as u32, 1, 1),
                 shared_mem_bytes: (SSM_BT * xd * 4) as u32,
             };
-            ctx.launch(&f, lc, &p)?;
+            self.launch_k(&f, lc, &p)?;
             self.mark("ssm")?;
             // 4. out_proj into the residual stream.
             match out_gemm {

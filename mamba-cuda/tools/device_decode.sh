@@ -3,7 +3,9 @@
 # the executables of stage_device.sh carried in .device/: the kernel compile
 # test, the decode tests (mamba-cuda/tests/decode.rs on the shipped models,
 # tests/cuda_decode.rs on the conformance models, both at once), then the
-# decode benchmark on a random 130m-shaped f16 model. Everything goes to
+# decode benchmark on a random 130m-shaped f16 model. Env: TEST_S, BENCH_S,
+# STEPS, BATCHES, WEIGHTS, GRAPHS (on,off), EXTRA*, PDL_AB (bench args for a
+# second run with MAMBA_DECODE_PDL=0). Everything goes to
 # $OUT/log; the full test output to $OUT/tests_*.log, the bench to $OUT/bench.log.
 set -u
 OUT=${OUT:-/tmp/out}
@@ -45,7 +47,7 @@ fi
 
 stamp bench
 timeout ${BENCH_S:-120} $D/decode_bench /tmp/m130.gguf --steps ${STEPS:-50} --batches ${BATCHES:-1,64,256} \
-    --weights ${WEIGHTS:-f16,q8_0,bf16,q4_0} --graphs on,off > "$OUT/bench.log" 2>&1
+    --weights ${WEIGHTS:-f16,q8_0,bf16,q4_0} --graphs ${GRAPHS:-on,off} > "$OUT/bench.log" 2>&1
 echo "bench rc=$?"
 grep -vE "^DECODE" "$OUT/bench.log"
 n=2
@@ -56,4 +58,10 @@ for extra in "${EXTRA:-}" "${EXTRA2:-}" "${EXTRA3:-}"; do
     echo "bench$n rc=$?"; grep -vE "^DECODE" "$OUT/bench$n.log"
     n=$((n + 1))
 done
+if [ -n "${PDL_AB:-}" ]; then
+    # The same without programmatic dependent launch (A/B of the v4 launch).
+    stamp "bench with MAMBA_DECODE_PDL=0: $PDL_AB"
+    MAMBA_DECODE_PDL=0 timeout 60 $D/decode_bench /tmp/m130.gguf --steps 30 $PDL_AB > "$OUT/bench_nopdl.log" 2>&1
+    echo "bench_nopdl rc=$?"; grep -vE "^DECODE" "$OUT/bench_nopdl.log"
+fi
 stamp done
