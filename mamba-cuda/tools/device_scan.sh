@@ -4,7 +4,7 @@
 # tests and benchmark for each kernel variant (NVRTC -D options), Nsight
 # Compute per-kernel durations and instruction counts at two bf16 shapes, and
 # the SASS of the output kernel. Results in $OUT (summary.txt, *.log, sass_*.txt).
-# Usage: bash mamba-cuda/tools/device_scan.sh "label|-D options[|max states per thread]" ...
+# Usage: bash mamba-cuda/tools/device_scan.sh "label|-D options[|max states per thread[|extra scan_bench args]]" ...
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -18,15 +18,15 @@ variants=("$@")
 [ ${#variants[@]} -eq 0 ] && variants=("base|")
 [ -n "${SKIP_SCAN:-}" ] && variants=()
 for v in "${variants[@]}"; do
-    IFS='|' read -r label opts maxnt <<< "$v"
+    IFS='|' read -r label opts maxnt bargs <<< "$v"
     export MAMBA_CUDA_SCAN_MAX_NT=${maxnt:-16}
     t0=$SECONDS
-    timeout 150 env MAMBA_CUDA_NVRTC_OPTIONS="$opts" $D/selective_scan --test-threads=8 > /tmp/t.log 2>&1
+    [ -z "${SKIP_TESTS:-}" ] && timeout 150 env MAMBA_CUDA_NVRTC_OPTIONS="$opts" $D/selective_scan --test-threads=8 > /tmp/t.log 2>&1
     rc=$?
     echo "===== $label [$opts]" >> "$OUT/tests.log"; cat /tmp/t.log >> "$OUT/tests.log"
     say "== $label [$opts] tests rc=$rc $(grep -E '^test result' /tmp/t.log | tr '\n' ' ') $((SECONDS - t0))s"
     grep -E "panicked|FAILED" /tmp/t.log | head -4 | tee -a "$summary"
-    timeout 150 env MAMBA_CUDA_NVRTC_OPTIONS="$opts" $D/scan_bench --runs ${RUNS:-15} > /tmp/b.log 2>&1
+    timeout 150 env MAMBA_CUDA_NVRTC_OPTIONS="$opts" $D/scan_bench --runs ${RUNS:-15} ${bargs:-} > /tmp/b.log 2>&1
     echo "===== $label [$opts]" >> "$OUT/bench.log"; cat /tmp/b.log >> "$OUT/bench.log"
     tail -16 /tmp/b.log | tee -a "$summary"
     nvcc -arch=sm_90 -cubin -Xptxas -v $opts -o /tmp/ss.cubin mamba-cuda/kernels/selective_scan.cu > /tmp/p.log 2>&1
