@@ -37,6 +37,7 @@ fi
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test --workspace" cargo test --workspace --locked
+step "CUDA kernels compiled by NVRTC 12.6 and 13.0 (compute_72/87/90, no GPU)" bash scripts/test-nvrtc.sh
 step "main job: mamba-cli generate with the shipped model" bash -c '
     out=$(cargo run --release --locked --bin mamba-cli -- generate "The Rust programming language" --max-tokens 64)
     echo "$out"
