@@ -93,7 +93,54 @@ fn main() {
                         md * 1e6,
                         (rows * cols * t) as f64 / mn / 1e9
                     );
+                    // The single-threaded no_std product (f32 on dequantized 8-row
+                    // panels, dot-product tiles): the baseline of the tiles above.
+                    if th == 1 {
+                        let simd = k.simd();
+                        let (mn, md) =
+                            time(|| simd.matmat(black_box(&w), black_box(&x), t, &mut y));
+                        println!(
+                            "{:<44} {:>8.1}us {:>8.1}us {:>8.1} GMAC/s",
+                            name.replace("matmat", "matmat-panel"),
+                            mn * 1e6,
+                            md * 1e6,
+                            (rows * cols * t) as f64 / mn / 1e9
+                        );
+                    }
                 }
+            }
+            // DRAM-resident: a set of in_proj-shaped matrices (about 128 MB) read in
+            // turn, as decode reads the layers (the cache-resident cases above say
+            // nothing about streaming).
+            for dtype in [DType::F16, DType::Q8_0, DType::Q4_0] {
+                let (rows, cols) = (3072usize, 768usize);
+                let name = format!("stream {}/{} x{th} {rows}x{cols}", isa.name(), dtype.name());
+                if !want(&name) || isa == Isa::Scalar {
+                    continue;
+                }
+                let one = encode(&vals(rows * cols, 1), dtype);
+                let copies = (128 << 20) / one.len();
+                let all: Vec<Vec<u8>> = (0..copies).map(|_| one.clone()).collect();
+                let x = vals(cols, 2);
+                let mut y = vec![0f32; rows];
+                let (mn, md) = time(|| {
+                    for data in &all {
+                        let w = WeightMatrix {
+                            dtype,
+                            rows,
+                            cols,
+                            data,
+                        };
+                        k.matvec(black_box(&w), black_box(&x), &mut y);
+                    }
+                });
+                let bytes = (one.len() * copies) as f64;
+                println!(
+                    "{name:<44} {:>8.1}us {:>8.1}us {:>8.1} GB/s",
+                    mn * 1e6,
+                    md * 1e6,
+                    bytes / mn / 1e9
+                );
             }
             let (e, n) = (1536usize, 16usize);
             let name = format!("ssm_step {} x{th} E{e} N{n}", isa.name());

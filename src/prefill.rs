@@ -7,9 +7,11 @@ use crate::session::Session;
 use mamba_core::math::rmsnorm;
 use mamba_core::{Kernels, prefill};
 
-/// Tokens per block (a multiple of 6 x 2 threads, the GEMM tile): large enough that each weight is read once for many tokens, small
-/// enough that a block's activations stay in cache (about 4.8 MB of scratch at 130m).
-pub const PREFILL_CHUNK: usize = 120;
+/// Tokens per block (a multiple of 32, the AVX-512 f32 GEMM's token tile; the threads
+/// split the weight rows, not the tokens): large enough that each weight is read once for
+/// many tokens, small enough that a block's activations stay in cache (about 5 MB of
+/// scratch at 130m).
+pub const PREFILL_CHUNK: usize = 128;
 
 impl Session<'_> {
     /// Feed `tokens` (T >= 1) as one prefill; write the logits after the last token

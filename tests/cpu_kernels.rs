@@ -190,3 +190,174 @@ fn mamba_kernels_names_parse() {
     }
     assert!(CpuKernels::with_isa(1, Isa::Scalar).is_ok());
 }
+
+/// The prefill product on block-sized token counts (int8 tiles of 6 tokens x 32 rows,
+/// f32 tiles of 6 x 4 and their tails), single and threaded, against scalar mat-vecs.
+#[test]
+fn matmat_tiles_and_tails_match_scalar() {
+    let mut r = Rng(0x51ab);
+    for s in paths() {
+        let ks: Vec<(String, Box<dyn Kernels>)> = vec![
+            (s.isa().name().to_string(), Box::new(s)),
+            (
+                format!("{} x2", s.isa().name()),
+                Box::new(CpuKernels::with_isa(2, s.isa()).unwrap()),
+            ),
+        ];
+        for (name, k) in &ks {
+            for dtype in [
+                DType::F32,
+                DType::F16,
+                DType::BF16,
+                DType::Q8_0,
+                DType::Q4_0,
+            ] {
+                let shapes: &[(usize, usize)] = if dtype.block_len() > 1 {
+                    &[(70, 96), (33, 2080 + 32), (96, 64)]
+                } else {
+                    &[(70, 48), (33, 1031), (9, 16)]
+                };
+                for &(rows, cols) in shapes {
+                    let data = encode(&r.v(rows * cols, 0.5), dtype);
+                    let w = WeightMatrix {
+                        dtype,
+                        rows,
+                        cols,
+                        data: &data,
+                    };
+                    let mut deq = vec![0f32; cols];
+                    for t in [3usize, 6, 13, 40] {
+                        let xs = r.v(t * cols, 1.0);
+                        let mut ym = vec![0f32; t * rows];
+                        k.matmat(&w, &xs, t, &mut ym);
+                        for tt in 0..t {
+                            let xt = &xs[tt * cols..(tt + 1) * cols];
+                            let mut yw = vec![0f32; rows];
+                            Scalar.matvec(&w, xt, &mut yw);
+                            for i in 0..rows {
+                                w.row_to_f32(i, &mut deq);
+                                let mag: f32 = deq.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
+                                let tol =
+                                    if dtype.block_len() > 1 { 1e-2 } else { 1e-5 } * mag + 1e-6;
+                                let g = ym[tt * rows + i];
+                                assert!(
+                                    (g - yw[i]).abs() <= tol,
+                                    "{name} matmat {dtype:?} {rows}x{cols} t{t} tok {tt} row {i}: {g} vs {}",
+                                    yw[i]
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The block scan (channel-vectorized on AVX-512 for N = 16) against the scalar
+/// per-token steps, single and threaded, with channel tails.
+#[test]
+fn ssm_scan_matches_scalar_steps() {
+    use mamba_core::kernels::SsmScan;
+    let mut r = Rng(0x5ca7);
+    for s in paths() {
+        let ks: Vec<(String, Box<dyn Kernels>)> = vec![
+            (s.isa().name().to_string(), Box::new(s)),
+            (
+                format!("{} x2", s.isa().name()),
+                Box::new(CpuKernels::with_isa(2, s.isa()).unwrap()),
+            ),
+        ];
+        for (name, k) in &ks {
+            for (e, n, rk, t, ds) in [
+                (1536usize, 16usize, 48usize, 9usize, 0.5f32),
+                (37, 16, 3, 5, 0.5),
+                (300, 16, 2, 4, 12.0),
+                (40, 5, 2, 3, 0.5),
+            ] {
+                let a: Vec<f32> = (0..e * n).map(|i| -((i % n) as f32 + 1.0) * 0.7).collect();
+                let d = r.v(e, 1.0);
+                let delta: Vec<f32> = r.v(t * e, 1.0).iter().map(|v| v.abs() * ds).collect();
+                let xdbc = r.v(t * (rk + 2 * n), 1.0);
+                let xc = r.v(t * e, 2.0);
+                let xz = r.v(t * 2 * e, 6.0);
+                let p = SsmScan {
+                    a: &a,
+                    d: &d,
+                    delta: &delta,
+                    xdbc: &xdbc,
+                    dt_rank: rk,
+                    xc: &xc,
+                    xz: &xz,
+                    t,
+                };
+                let st0 = r.v(e * n, 1.0);
+                let (mut s1, mut s2) = (st0.clone(), st0);
+                let (mut y1, mut y2) = (vec![0f32; t * e], vec![0f32; t * e]);
+                Scalar.ssm_scan(&p, &mut s1, &mut y1);
+                k.ssm_scan(&p, &mut s2, &mut y2);
+                close(&s2, &s1, 1e-5, &format!("{name} scan state e{e} n{n} t{t}"));
+                close(&y2, &y1, 1e-4, &format!("{name} scan y e{e} n{n} t{t}"));
+            }
+        }
+    }
+}
+
+/// The block conv (channels split across threads, taps transposed) and the block
+/// softplus against the per-token scalar steps.
+#[test]
+fn conv_block_and_softplus_block_match_scalar() {
+    let mut r = Rng(0xc0f);
+    for s in paths() {
+        let ks: Vec<(String, Box<dyn Kernels>)> = vec![
+            (s.isa().name().to_string(), Box::new(s)),
+            (
+                format!("{} x2", s.isa().name()),
+                Box::new(CpuKernels::with_isa(2, s.isa()).unwrap()),
+            ),
+        ];
+        for (name, k) in &ks {
+            for (e, kk, t) in [
+                (1536usize, 4usize, 9usize),
+                (37, 4, 2),
+                (300, 1, 3),
+                (40, 2, 5),
+                (19, 5, 1),
+            ] {
+                let w = r.v(e * kk, 1.0);
+                let cb = if kk == 2 { Vec::new() } else { r.v(e, 1.0) };
+                let win0 = r.v((kk - 1) * e, 1.0);
+                let ldx = 2 * e + 3;
+                let x = r.v(t * ldx, 3.0);
+                let (mut w1, mut w2) = (win0.clone(), win0);
+                let (mut o1, mut o2) = (vec![0f32; t * e], vec![0f32; t * e]);
+                for tt in 0..t {
+                    Scalar.conv_step(
+                        &mut w1,
+                        &x[tt * ldx..tt * ldx + e],
+                        &w,
+                        &cb,
+                        kk,
+                        &mut o1[tt * e..(tt + 1) * e],
+                    );
+                }
+                k.conv_block(&mut w2, &x, ldx, t, &w, &cb, kk, &mut o2);
+                close(
+                    &o2,
+                    &o1,
+                    1e-5,
+                    &format!("{name} conv_block e{e} k{kk} t{t}"),
+                );
+                assert_eq!(w1, w2, "{name} conv_block window e{e} k{kk} t{t}");
+                let bias = r.v(e, 1.0);
+                let mut d1 = r.v(t * e, 8.0);
+                let mut d2 = d1.clone();
+                for row in d1.chunks_exact_mut(e) {
+                    Scalar.softplus_bias(row, &bias);
+                }
+                k.softplus_bias_block(&mut d2, &bias);
+                close(&d2, &d1, 1e-5, &format!("{name} softplus_block e{e} t{t}"));
+            }
+        }
+    }
+}

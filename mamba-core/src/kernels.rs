@@ -105,6 +105,34 @@ pub trait Kernels {
         crate::step::conv_step(window, x, w, bias, k, out)
     }
 
+    /// The conv of a block of `t` tokens ([`Kernels::conv_step`] for each in order):
+    /// token tt's input is `x[tt * ldx..tt * ldx + E]`, its output row tt of `out`
+    /// (t x E).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_block(
+        &self,
+        window: &mut [f32],
+        x: &[f32],
+        ldx: usize,
+        t: usize,
+        w: &[f32],
+        bias: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        let e = out.len().checked_div(t).unwrap_or(0);
+        for (tt, o) in out.chunks_exact_mut(e.max(1)).enumerate().take(t) {
+            self.conv_step(window, &x[tt * ldx..tt * ldx + e], w, bias, k, o);
+        }
+    }
+
+    /// [`Kernels::softplus_bias`] on every row of `delta` (rows of `bias.len()`).
+    fn softplus_bias_block(&self, delta: &mut [f32], bias: &[f32]) {
+        for row in delta.chunks_exact_mut(bias.len().max(1)) {
+            self.softplus_bias(row, bias);
+        }
+    }
+
     /// The prefill product: `Y (t x w.rows) = X (t x w.cols) W^T`, one row of X and Y per
     /// token. The default runs [`Kernels::matvec`] per token; fast paths read each
     /// weight once for the whole block.

@@ -84,9 +84,7 @@ pub fn blocks<K: Kernels>(
             }
         }
         let (cw, cb) = (model.f32s(&lw.conv_w), model.f32s(&lw.conv_b));
-        for (xzt, xct) in xz.chunks_exact(2 * e).zip(xc.chunks_exact_mut(e)) {
-            k.conv_step(conv_win, &xzt[..e], cw, cb, cfg.d_conv, xct);
-        }
+        k.conv_block(conv_win, xz, 2 * e, t, cw, cb, cfg.d_conv, xc);
         k.matmat(&model.matrix(&lw.x_proj), xc, t, xdbc);
         for (row, dt) in xdbc.chunks_exact_mut(xl).zip(dts.chunks_exact_mut(r)) {
             if cfg.dt_b_c_rms {
@@ -100,9 +98,7 @@ pub fn blocks<K: Kernels>(
         }
         k.matmat(&model.matrix(&lw.dt_proj), dts, t, delta);
         let dt_b = model.f32s(&lw.dt_b);
-        for row in delta.chunks_exact_mut(e) {
-            k.softplus_bias(row, dt_b);
-        }
+        k.softplus_bias_block(delta, dt_b);
         let scan = SsmScan {
             a: model.f32s(&lw.a),
             d: model.f32s(&lw.d),

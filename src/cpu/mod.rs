@@ -9,6 +9,7 @@ use mamba_core::kernels::{Kernels, SsmScan, SsmStep};
 use mamba_core::simd::act::Q8Act;
 use mamba_core::{Isa, Simd, WeightMatrix};
 use pool::Pool;
+use std::sync::{Mutex, TryLockError};
 
 /// Environment variable that forces a kernel path.
 pub const KERNELS_ENV: &str = "MAMBA_KERNELS";
@@ -42,6 +43,8 @@ pub fn isa_available(isa: Isa) -> bool {
         }
         // NEON is part of every aarch64 CPU (its kernels are the scalar ones for now).
         Isa::Neon => cfg!(target_arch = "aarch64"),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
         #[allow(unreachable_patterns)]
         _ => false,
     }
@@ -49,7 +52,7 @@ pub fn isa_available(isa: Isa) -> bool {
 
 /// The best path this CPU runs.
 pub fn detect_isa() -> Isa {
-    [Isa::Avx512, Isa::Avx2, Isa::Neon]
+    [Isa::Avx512, Isa::Avx2, Isa::NeonDot, Isa::Neon]
         .into_iter()
         .find(|&i| isa_available(i))
         .unwrap_or(Isa::Scalar)
@@ -61,7 +64,7 @@ pub fn simd_for(isa: Isa) -> crate::Result<Simd> {
         return Err(crate::Error::Invalid(format!(
             "kernel path '{}' is not supported by this CPU (it runs: {})",
             isa.name(),
-            [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon]
+            [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon, Isa::NeonDot]
                 .into_iter()
                 .filter(|&i| isa_available(i))
                 .map(|i| i.name())
@@ -79,6 +82,9 @@ pub fn simd_for(isa: Isa) -> crate::Result<Simd> {
 pub struct CpuKernels {
     simd: Simd,
     pool: Pool,
+    /// The int8 activations of a prefill product (bytes, block scales), kept between
+    /// calls so prefill does not allocate per projection.
+    qbuf: Mutex<(Vec<u8>, Vec<f32>, Vec<f32>)>,
 }
 
 impl Default for CpuKernels {
@@ -106,7 +112,7 @@ impl CpuKernels {
         let isa = match std::env::var(KERNELS_ENV) {
             Ok(v) if !v.is_empty() => Isa::from_name(&v.to_ascii_lowercase()).ok_or_else(|| {
                 crate::Error::Invalid(format!(
-                    "{KERNELS_ENV}='{v}' is not one of scalar, avx2, avx512, neon"
+                    "{KERNELS_ENV}='{v}' is not one of scalar, avx2, avx512, neon, neon-dot"
                 ))
             })?,
             _ => detect_isa(),
@@ -129,6 +135,7 @@ impl CpuKernels {
         CpuKernels {
             simd,
             pool: Pool::new(threads),
+            qbuf: Mutex::new((Vec::new(), Vec::new(), Vec::new())),
         }
     }
 
@@ -157,11 +164,42 @@ struct OutPtr(*mut f32);
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
+    /// The pointer (a method, so closures capture the Sync wrapper, not the field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+
     /// # Safety
     /// `a..b` must lie inside the buffer and no other live slice may overlap it.
     unsafe fn range<'a>(self, a: usize, b: usize) -> &'a mut [f32] {
         // SAFETY: the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(a), b - a) }
+    }
+}
+
+/// A raw byte pointer shared like [`OutPtr`].
+#[derive(Clone, Copy)]
+struct BytePtr(*mut u8);
+// SAFETY: as OutPtr: disjoint sub-ranges of one `&mut [u8]` for the parts of one job.
+unsafe impl Sync for BytePtr {}
+
+impl BytePtr {
+    /// # Safety
+    /// As [`OutPtr::range`].
+    unsafe fn range<'a>(self, a: usize, b: usize) -> &'a mut [u8] {
+        // SAFETY: the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(a), b - a) }
+    }
+}
+
+impl CpuKernels {
+    /// `f(i)` for i in 0..parts, on the pool when there is more than one of each.
+    fn run_parts(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        if self.pool.threads() == 1 || parts <= 1 {
+            (0..parts).for_each(f);
+        } else {
+            self.pool.run(parts, f);
+        }
     }
 }
 
@@ -238,10 +276,10 @@ impl Kernels for CpuKernels {
         let threads = self.pool.threads();
         let e_len = p.d.len();
         let n = p.a.len() / e_len.max(1);
-        if threads == 1 || e_len < 256 || state.len() < e_len * n || y.len() < p.t * e_len {
-            for (tt, yt) in y.chunks_exact_mut(e_len).enumerate().take(p.t) {
-                self.simd.ssm_step(&p.step(tt, 0, e_len), state, yt);
-            }
+        assert!(state.len() >= e_len * n && y.len() >= p.t * e_len);
+        if threads == 1 || e_len < 256 {
+            // SAFETY: y holds t x E floats (asserted) and is borrowed mutably.
+            unsafe { self.simd.ssm_scan_rows(p, 0, e_len, state, y.as_mut_ptr()) };
             return;
         }
         // One job for the whole block: each part runs its channels through every token.
@@ -255,11 +293,8 @@ impl Kernels for CpuKernels {
             // (state.len() >= e_len * n, checked) and, for each token, y[tt*E + a..tt*E + b]
             // (y.len() >= t * E, checked); run() returns when all parts are done.
             let s = unsafe { st.range(a * n, b * n) };
-            for tt in 0..p.t {
-                // SAFETY: see above.
-                let yy = unsafe { yo.range(tt * e_len + a, tt * e_len + b) };
-                simd.ssm_step(&p.step(tt, a, b), s, yy);
-            }
+            // SAFETY: see above.
+            unsafe { simd.ssm_scan_rows(p, a, b, s, yo.ptr()) };
         });
     }
 
@@ -277,34 +312,178 @@ impl Kernels for CpuKernels {
 
     fn matmat(&self, w: &WeightMatrix<'_>, x: &[f32], t: usize, y: &mut [f32]) {
         let threads = self.pool.threads();
-        // Below 3 tokens a thread, split each token's rows instead.
-        if threads == 1 || t < 3 * threads {
-            if threads == 1 {
-                self.simd.matmat(w, x, t, y);
-            } else {
-                for (xt, yt) in x
-                    .chunks_exact(w.cols)
-                    .zip(y.chunks_exact_mut(w.rows))
-                    .take(t)
-                {
-                    self.matvec(w, xt, yt);
-                }
+        let (rows, cols) = (w.rows, w.cols);
+        assert!(y.len() >= t * rows && x.len() >= t * cols);
+        // A token or two: the mat-vec (rows split, int8 activations) per token.
+        if t < 3 {
+            for (xt, yt) in x.chunks_exact(cols).zip(y.chunks_exact_mut(rows)).take(t) {
+                self.matvec(w, xt, yt);
             }
             return;
         }
-        // Split tokens (multiples of 6, the widest tile); every part reads all weights.
-        let per = t.div_ceil(threads).div_ceil(6) * 6;
-        let n_parts = t.div_ceil(per);
+        // Quantized weights on AVX-512 VNNI: the activations to int8 once (the threads
+        // share them), then an int8 product.
+        let int8 = self.simd.wants_u8_act(w.dtype) && cols % mamba_core::quant::QK == 0;
+        let mut guard;
+        let mut local = (Vec::new(), Vec::new(), Vec::new());
+        let bufs: &mut (Vec<u8>, Vec<f32>, Vec<f32>) = match self.qbuf.try_lock() {
+            Ok(g) => {
+                guard = g;
+                &mut guard
+            }
+            Err(TryLockError::Poisoned(p)) => {
+                guard = p.into_inner();
+                &mut guard
+            }
+            Err(TryLockError::WouldBlock) => &mut local,
+        };
+        let xq = if int8 {
+            let nb = cols / mamba_core::quant::QK;
+            if bufs.0.len() < t * cols {
+                bufs.0.resize(t * cols, 0);
+            }
+            if bufs.1.len() < t * nb {
+                bufs.1.resize(t * nb, 0.0);
+            }
+            let (xu, xd) = (&mut bufs.0[..t * cols], &mut bufs.1[..t * nb]);
+            // Tokens split across threads, 32 at a time.
+            let (pu, pd) = (BytePtr(xu.as_mut_ptr()), OutPtr(xd.as_mut_ptr()));
+            let simd = self.simd;
+            self.run_parts(t.div_ceil(32), &|i| {
+                let (a, b) = (i * 32, ((i + 1) * 32).min(t));
+                // SAFETY: parts get disjoint token rows a..b of xu (cols bytes each) and
+                // xd (nb each), inside the t-row buffers; run returns when all are done.
+                let (u, d) = unsafe { (pu.range(a * cols, b * cols), pd.range(a * nb, b * nb)) };
+                simd.quantize_u8(&x[a * cols..b * cols], u, d);
+            });
+            Some((&*xu, &*xd))
+        } else {
+            None
+        };
+        // F32 / F16 / BF16 on AVX-512: the activations token-major once (tiles of 32
+        // tokens split across threads).
+        let xt = if self.simd.wants_xt(w.dtype) {
+            let n = self.simd.xt_len(t, cols);
+            if bufs.2.len() < n {
+                bufs.2.resize(n, 0.0);
+            }
+            let slab = Simd::XT_TILE * cols;
+            let px = OutPtr(bufs.2.as_mut_ptr());
+            let simd = self.simd;
+            self.run_parts(n / slab, &|i| {
+                // SAFETY: tile i's slab i*slab..(i+1)*slab lies in the n-float buffer and
+                // is written by this part only; run returns when all are done.
+                let xs = unsafe { px.range(i * slab, (i + 1) * slab) };
+                simd.pack_xt(x, t, cols, i, xs);
+            });
+            Some(&bufs.2[..n])
+        } else {
+            None
+        };
+        // Rows split across threads in multiples of 32 (the int8 panel; cache lines of
+        // y never shared), each part multiplying its rows by every token: each weight
+        // is read and dequantized once.
+        let per = rows.div_ceil(2 * threads).div_ceil(32) * 32;
+        let n_parts = rows.div_ceil(per);
         let out = OutPtr(y.as_mut_ptr());
-        let (rows, cols, simd) = (w.rows, w.cols, self.simd);
-        assert!(y.len() >= t * rows && x.len() >= t * cols);
-        self.pool.run(n_parts, &|i| {
+        let simd = self.simd;
+        let job = |i: usize| {
             let a = i * per;
-            let b = ((i + 1) * per).min(t);
-            // SAFETY: parts get disjoint token ranges a..b, rows a*rows..b*rows of y
+            let b = ((i + 1) * per).min(rows);
+            // SAFETY: parts write disjoint row ranges a..b of every token's row of y
             // (t * rows <= y.len(), asserted); run() returns when all are done.
-            let ys = unsafe { out.range(a * rows, b * rows) };
-            simd.matmat(w, &x[a * cols..b * cols], b - a, ys);
+            unsafe { simd.matmat_rows(w, a, b, x, xq, xt, t, out.ptr(), rows) };
+        };
+        self.run_parts(n_parts, &job);
+    }
+
+    fn conv_block(
+        &self,
+        window: &mut [f32],
+        x: &[f32],
+        ldx: usize,
+        t: usize,
+        w: &[f32],
+        bias: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        let e_len = out.len().checked_div(t).unwrap_or(0);
+        assert!(k >= 1 && w.len() >= e_len * k && window.len() >= (k - 1) * e_len);
+        assert!(t == 0 || x.len() >= (t - 1) * ldx + e_len);
+        assert!(bias.is_empty() || bias.len() >= e_len);
+        // The taps transposed (tap j's weights adjacent over channels), so each channel
+        // loop vectorizes; the sums keep conv_step's order (bias, then taps oldest first).
+        let mut wt = vec![0f32; k * e_len];
+        for e in 0..e_len {
+            for j in 0..k {
+                wt[j * e_len + e] = w[e * k + j];
+            }
+        }
+        let per = e_len.div_ceil(2 * self.threads()).div_ceil(16) * 16;
+        let n_parts = e_len.div_ceil(per.max(1));
+        let (po, pw) = (OutPtr(out.as_mut_ptr()), OutPtr(window.as_mut_ptr()));
+        let simd = self.simd;
+        let wt = &wt;
+        self.run_parts(n_parts, &|i| {
+            let (a, b) = (i * per, ((i + 1) * per).min(e_len));
+            for tt in 0..t {
+                // SAFETY: parts own the disjoint channels a..b of every token's row of
+                // out and of every window row (lengths asserted); the window rows this
+                // token reads are not written until after the token loop.
+                let o = unsafe { po.range(tt * e_len + a, tt * e_len + b) };
+                let src = |j: usize| -> &[f32] {
+                    let p = tt + j; // position in (window rows, then block tokens)
+                    if p >= k - 1 {
+                        &x[(p - (k - 1)) * ldx + a..(p - (k - 1)) * ldx + b]
+                    } else {
+                        // SAFETY: see above (read only).
+                        unsafe { &*pw.range(p * e_len + a, p * e_len + b) }
+                    }
+                };
+                if bias.is_empty() {
+                    o.fill(0.0);
+                } else {
+                    o.copy_from_slice(&bias[a..b]);
+                }
+                for j in 0..k {
+                    let wj = &wt[j * e_len + a..j * e_len + b];
+                    for ((ov, &s), &wv) in o.iter_mut().zip(src(j)).zip(wj) {
+                        *ov += s * wv;
+                    }
+                }
+                simd.silu_inplace(o);
+            }
+            // The window after the block: the last k - 1 inputs (rows ascending, so an
+            // old row is read before it is overwritten).
+            for j in 0..k - 1 {
+                let p = t + j;
+                // SAFETY: channels a..b of window row j are this part's.
+                let dst = unsafe { pw.range(j * e_len + a, j * e_len + b) };
+                if p >= k - 1 {
+                    dst.copy_from_slice(&x[(p - (k - 1)) * ldx + a..(p - (k - 1)) * ldx + b]);
+                } else {
+                    // SAFETY: row p > j of the window, channels a..b (this part's).
+                    let s = unsafe { pw.range(p * e_len + a, p * e_len + b) };
+                    dst.copy_from_slice(s);
+                }
+            }
+        });
+    }
+
+    fn softplus_bias_block(&self, delta: &mut [f32], bias: &[f32]) {
+        let e = bias.len();
+        let rows = delta.len().checked_div(e).unwrap_or(0);
+        let per = rows.div_ceil(2 * self.threads()).max(1);
+        let po = OutPtr(delta.as_mut_ptr());
+        let simd = self.simd;
+        self.run_parts(rows.div_ceil(per), &|i| {
+            let (a, b) = (i * per, ((i + 1) * per).min(rows));
+            // SAFETY: parts own disjoint rows a..b of delta; run returns when all are done.
+            let d = unsafe { po.range(a * e, b * e) };
+            for row in d.chunks_exact_mut(e) {
+                simd.softplus_bias(row, bias);
+            }
         });
     }
 }

@@ -488,3 +488,178 @@ pub fn dequant(dtype: crate::tensor::DType, bytes: &[u8], out: &mut [f32]) {
         _ => crate::tensor::row_to_f32(dtype, bytes, out),
     }
 }
+
+/// Token-major activations for [`matmat_t_rows`] without AVX-512: the layout of
+/// `avx512::pack_xt` (tiles of 32 tokens, column by column, tokens past `t` zero),
+/// transposed with plain loads and stores. `xt` starts at tile `tile0`.
+pub fn pack_xt(x: &[f32], t: usize, cols: usize, tile0: usize, xt: &mut [f32]) {
+    const TT: usize = 32;
+    assert!(x.len() >= t * cols);
+    let tiles = (xt.len() / (cols * TT).max(1)).min(t.div_ceil(TT).saturating_sub(tile0));
+    for i in 0..tiles {
+        let tile = tile0 + i;
+        let slab = &mut xt[i * cols * TT..(i + 1) * cols * TT];
+        let n = (t - tile * TT).min(TT);
+        for l in 0..TT {
+            if l < n {
+                let row = &x[(tile * TT + l) * cols..(tile * TT + l + 1) * cols];
+                for (k, &v) in row.iter().enumerate() {
+                    slab[k * TT + l] = v;
+                }
+            } else {
+                for k in 0..cols {
+                    slab[k * TT + l] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// `MR` f32 weight rows (row r at `w[r * ws..]`) x 16 tokens of a token-major slab
+/// (`xs[k * 32..]`, the first or second half of a 32-token tile) over `kc` columns.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_t<const MR: usize>(w: &[f32], ws: usize, xs: &[f32], kc: usize) -> [[__m256; 2]; MR] {
+    assert!(MR >= 1 && kc >= 1 && w.len() >= (MR - 1) * ws + kc && xs.len() >= (kc - 1) * 32 + 16);
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let wp = w.as_ptr();
+    let xp = xs.as_ptr();
+    for k in 0..kc {
+        // SAFETY: k < kc: xs holds 16 floats at k * 32 and row r < MR of w holds kc
+        // from r * ws (asserted); unaligned loads.
+        unsafe {
+            let x0 = _mm256_loadu_ps(xp.add(k * 32));
+            let x1 = _mm256_loadu_ps(xp.add(k * 32 + 8));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let wb = _mm256_broadcast_ss(&*wp.add(r * ws + k));
+                a[0] = _mm256_fmadd_ps(wb, x0, a[0]);
+                a[1] = _mm256_fmadd_ps(wb, x1, a[1]);
+            }
+        }
+    }
+    acc
+}
+
+/// Write (or add) a [`tile_t`] result: rows r0.., tokens tok0..tok0 + 16 below `t`.
+///
+/// # Safety
+/// `y` valid for writes at `tok * ldy + r0 + r` for those tokens and r < MR, accessed by
+/// no one else.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_t<const MR: usize>(
+    acc: &[[__m256; 2]; MR],
+    y: *mut f32,
+    ldy: usize,
+    tok0: usize,
+    t: usize,
+    r0: usize,
+    add: bool,
+) {
+    let n = t.saturating_sub(tok0).min(16);
+    let mut buf = [[0f32; 16]; MR];
+    for (b, a) in buf.iter_mut().zip(acc) {
+        // SAFETY: b holds 16 floats.
+        unsafe {
+            _mm256_storeu_ps(b.as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(b.as_mut_ptr().add(8), a[1]);
+        }
+    }
+    #[allow(clippy::needless_range_loop)]
+    for l in 0..n {
+        // SAFETY: y by the caller's contract (l < n, r < MR).
+        let o = unsafe { core::slice::from_raw_parts_mut(y.add((tok0 + l) * ldy + r0), MR) };
+        for (r, v) in o.iter_mut().enumerate() {
+            if add { *v += buf[r][l] } else { *v = buf[r][l] }
+        }
+    }
+}
+
+/// The token-major f32 prefill product of `avx512::matmat_t_rows` on AVX2: register
+/// tiles of 6 rows x 16 tokens (12 accumulators), F32 weights in place, F16/BF16
+/// dequantized 6 rows x 1024 columns at a time. Returns false for a block-quantized
+/// dtype.
+///
+/// # Safety
+/// `y` must be valid for writes at `tok * ldy + r` for every `tok < t`, `r0 <= r < r1`,
+/// and no other thread may access those elements during the call.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn matmat_t_rows(
+    dtype: crate::tensor::DType,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    r0: usize,
+    r1: usize,
+    xt: &[f32],
+    t: usize,
+    y: *mut f32,
+    ldy: usize,
+) -> bool {
+    use crate::tensor::DType;
+    const MR: usize = 6;
+    const KC: usize = 1024;
+    let es = match dtype {
+        DType::F32 => 4,
+        DType::F16 | DType::BF16 => 2,
+        _ => return false,
+    };
+    let tiles = t.div_ceil(32);
+    assert!(r1 <= rows && data.len() >= rows * cols * es && xt.len() >= tiles * 32 * cols);
+    let direct: Option<&[f32]> = if dtype == DType::F32 {
+        bytemuck::try_cast_slice(&data[..rows * cols * 4]).ok()
+    } else {
+        None
+    };
+    let mut panel = [0f32; MR * KC];
+    let kc_pass = cols.div_ceil(cols.div_ceil(KC));
+    let mut k0 = 0;
+    while k0 < cols {
+        let kc = (cols - k0).min(kc_pass);
+        let add = k0 > 0;
+        let mut rr = r0;
+        while rr < r1 {
+            let mg = (r1 - rr).min(MR);
+            let (wsl, ws): (&[f32], usize) = match direct {
+                Some(wf) => (&wf[rr * cols + k0..], cols),
+                None => {
+                    for i in 0..mg {
+                        let o = (rr + i) * cols;
+                        dequant(
+                            dtype,
+                            &data[(o + k0) * es..(o + k0 + kc) * es],
+                            &mut panel[i * kc..(i + 1) * kc],
+                        );
+                    }
+                    (&panel[..], kc)
+                }
+            };
+            for half in 0..2 * tiles {
+                let tok0 = half * 16;
+                if tok0 >= t {
+                    break;
+                }
+                let xs = &xt[((half / 2) * cols + k0) * 32 + (half % 2) * 16..];
+                let mut r = 0;
+                // SAFETY: (the stores) rows rr + r.. < r1 and tokens < t are the
+                // caller's.
+                unsafe {
+                    while r + MR <= mg {
+                        let a = tile_t::<MR>(&wsl[r * ws..], ws, xs, kc);
+                        store_t(&a, y, ldy, tok0, t, rr + r, add);
+                        r += MR;
+                    }
+                    while r < mg {
+                        let a = tile_t::<1>(&wsl[r * ws..], ws, xs, kc);
+                        store_t(&a, y, ldy, tok0, t, rr + r, add);
+                        r += 1;
+                    }
+                }
+            }
+            rr += mg;
+        }
+        k0 += kc;
+    }
+    true
+}

@@ -202,3 +202,68 @@ pub fn ssm_step(p: &SsmStep<'_>, state: &mut [f32], y: &mut [f32]) {
         y[e] = (sum + p.d[e] * x) * crate::math::silu(p.z[e]);
     }
 }
+
+/// `acc + a . b` per group of 4 bytes (`sdot`, the `dotprod` extension). Written as
+/// inline assembly: the `vdotq_s32` intrinsic is not stable yet.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: one register-only instruction of the dotprod extension, which this
+    // function's target features (guaranteed by the caller) include.
+    unsafe {
+        core::arch::asm!(
+            "sdot {0:v}.4s, {1:v}.16b, {2:v}.16b",
+            inout(vreg) acc,
+            in(vreg) a,
+            in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// Dot of a Q8_0 or Q4_0 row with int8 activations (`xq`: one block per 32 columns):
+/// signed int8 dots per block with `sdot` (no offset trick: both sides are signed), one
+/// f32 multiply-add per block. Other dtypes return None.
+#[target_feature(enable = "neon,dotprod")]
+pub fn dot_row_q(dtype: DType, row: &[u8], xq: &[super::act::Q8Act]) -> Option<f32> {
+    let nb = xq.len();
+    let bb = match dtype {
+        DType::Q8_0 => 34,
+        DType::Q4_0 => 18,
+        _ => return None,
+    };
+    assert!(row.len() >= nb * bb);
+    let p = row.as_ptr();
+    let m4 = vdupq_n_u8(0x0f);
+    let eight = vdupq_n_s8(8);
+    let mut acc = [vdupq_n_f32(0.0); 2];
+    for (b, a) in xq.iter().enumerate() {
+        // SAFETY: block b < nb lies inside `row` (asserted nb * bb bytes); the
+        // activation loads read the 32-byte `qs` array; unaligned loads.
+        let (w0, w1, d, x0, x1) = unsafe {
+            let bp = p.add(b * bb);
+            let d = f16_scalar(core::ptr::read_unaligned(bp as *const u16));
+            let (w0, w1) = if bb == 34 {
+                (
+                    vld1q_s8(bp.add(2) as *const i8),
+                    vld1q_s8(bp.add(18) as *const i8),
+                )
+            } else {
+                let q = vld1q_u8(bp.add(2));
+                (
+                    vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), eight),
+                    vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight),
+                )
+            };
+            let x0 = vld1q_s8(a.qs.as_ptr());
+            let x1 = vld1q_s8(a.qs.as_ptr().add(16));
+            (w0, w1, d, x0, x1)
+        };
+        let i = sdot(sdot(vdupq_n_s32(0), w0, x0), w1, x1);
+        let f = &mut acc[b & 1];
+        *f = vfmaq_n_f32(*f, vcvtq_f32_s32(i), d * a.d);
+    }
+    Some(vaddvq_f32(vaddq_f32(acc[0], acc[1])))
+}
