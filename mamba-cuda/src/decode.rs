@@ -15,7 +15,11 @@
 //!   2. conv window update + SiLU + this channel chunk's part of x_proj
 //!      (`decode_conv.cu`);
 //!   3. the chunk sums of x_proj, dt_proj + softplus, the state update in
-//!      place in the slot, D skip and z gate (`decode_ssm.cu`);
+//!      place in the slot, D skip and z gate (`decode_ssm.cu`); from 128
+//!      streams (`MAMBA_DECODE_SSM_SPLIT=n` moves that) in two kernels: a
+//!      prep kernel for the chunk sums and delta, then the state update as a
+//!      pure stream of state loads and stores (the same bits as the fused
+//!      kernel);
 //!   4. out_proj added into the f32 residual stream (`decode_gemv.cu` with
 //!      the accumulate flag, or cuBLAS with beta = 1).
 //!
@@ -376,6 +380,50 @@ struct SsmParams {
 // SAFETY: as above.
 unsafe impl DeviceRepr for SsmParams {}
 
+/// Mirror of `SsmPrepParams` in decode_ssm.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SsmPrepParams {
+    part: u64,
+    dtw: u64,
+    dt_b: u64,
+    delta: u64,
+    bc: u64,
+    e: i32,
+    n: i32,
+    r: i32,
+    xd: i32,
+    nchunks: i32,
+    batch: i32,
+}
+// SAFETY: as above.
+unsafe impl DeviceRepr for SsmPrepParams {}
+
+/// Mirror of `SsmStreamParams` in decode_ssm.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SsmStreamParams {
+    delta: u64,
+    bc: u64,
+    a: u64,
+    d: u64,
+    xc: u64,
+    xz: u64,
+    slots: u64,
+    state: u64,
+    y: u64,
+    y16: u64,
+    xz_rs: i64,
+    slot_stride: i64,
+    ssm_off: i64,
+    e: i32,
+    n: i32,
+    y16_bf16: i32,
+    batch: i32,
+}
+// SAFETY: as above.
+unsafe impl DeviceRepr for SsmStreamParams {}
+
 /// Mirror of `DecEmbParams` in decode_embed.cu.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -407,6 +455,12 @@ const CONV_BT: usize = 4;
 const SSM_CH: usize = 128;
 /// Batch rows per SSM block (`SSM_BT` in decode_ssm.cu); 4 threads per channel.
 const SSM_BT: usize = 4;
+/// Batch rows per SSM prep block (`PREP_BT` in decode_ssm.cu).
+const PREP_BT: usize = 16;
+/// Default smallest batch that takes the split SSM (prep kernel + state
+/// stream, v5) instead of the fused SSM kernel; `MAMBA_DECODE_SSM_SPLIT=n`
+/// overrides it (the two give the same bits, so only speed depends on it).
+const SSM_SPLIT_MIN: usize = 128;
 /// Batch rows per GEMV block (`GEMV_BT` in decode_gemv.cu).
 const BT: usize = 8;
 /// Output rows (warps) per GEMV block (`GEMV_WARPS` in decode_gemv.cu).
@@ -466,6 +520,8 @@ pub struct GpuDecoder<'c> {
     norm_f: DVec,
     layers: Vec<DLayer>,
     nchunks: usize,
+    /// Smallest batch that takes the split SSM (prep + state stream).
+    ssm_split_min: usize,
     // Per-step buffers, max_slots rows each.
     slots_dev: RawBuffer,
     tokens_dev: RawBuffer,
@@ -474,6 +530,9 @@ pub struct GpuDecoder<'c> {
     xz: RawBuffer,
     xc: RawBuffer,
     part: RawBuffer,
+    /// Split SSM: softplus(dt_proj . dt + b) (batch, E) and B, C (batch, 2N).
+    delta: RawBuffer,
+    bc: RawBuffer,
     y: RawBuffer,
     y16: RawBuffer,
     logits: RawBuffer,
@@ -699,6 +758,19 @@ impl<'c> GpuDecoder<'c> {
             norm_f,
             layers,
             nchunks,
+            // The plain-loop kernel variant (`-DDECODE_SIMPLE`, a reference
+            // for debugging) has a different state layout per lane in the
+            // fused kernel, so only the fused kernel runs then.
+            ssm_split_min: if std::env::var("MAMBA_CUDA_NVRTC_OPTIONS")
+                .is_ok_and(|v| v.contains("DECODE_SIMPLE"))
+            {
+                usize::MAX
+            } else {
+                std::env::var("MAMBA_DECODE_SSM_SPLIT")
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(SSM_SPLIT_MIN)
+            },
             slots_dev: ctx.alloc_raw(bmax * 4)?,
             tokens_dev: ctx.alloc_raw(bmax * 4)?,
             resid: ctx.alloc_raw(bmax * d * f)?,
@@ -706,6 +778,8 @@ impl<'c> GpuDecoder<'c> {
             xz: ctx.alloc_raw(bmax * 2 * e * f)?,
             xc: ctx.alloc_raw(bmax * e * f)?,
             part: ctx.alloc_raw(bmax * nchunks * xd * f)?,
+            delta: ctx.alloc_raw(bmax * e * f)?,
+            bc: ctx.alloc_raw(bmax * 2 * cfg.d_state * f)?,
             y: ctx.alloc_raw(bmax * e * f)?,
             y16: ctx.alloc_raw(bmax * e * 2)?,
             logits: ctx.alloc_raw(bmax * v * f)?,
@@ -733,8 +807,11 @@ impl<'c> GpuDecoder<'c> {
                 .function(&DECODE_CONV, &format!("decode_conv_{s}"))?;
             dec.ctx.function(&DECODE_SSM, &format!("decode_ssm_{s}"))?;
             dec.ctx
+                .function(&DECODE_SSM, &format!("decode_ssm_prep_{s}"))?;
+            dec.ctx
                 .function(&DECODE_EMBED, &format!("decode_embed_{s}"))?;
         }
+        dec.ctx.function(&DECODE_SSM, "decode_ssm_stream")?;
         dec.ctx.function(&DECODE_ARGMAX, "decode_argmax")?;
         dec.ctx.synchronize()?;
         Ok(dec)
@@ -908,6 +985,8 @@ impl<'c> GpuDecoder<'c> {
             &self.xz,
             &self.xc,
             &self.part,
+            &self.delta,
+            &self.bc,
             &self.y,
             &self.y16,
             &self.logits,
@@ -1411,6 +1490,8 @@ impl<'c> GpuDecoder<'c> {
         let slot_stride = cfg.state_len() as i64;
         let lstate = cfg.layer_state_len();
         let vec4 = n % 4 == 0 && cfg.state_len() % 4 == 0 && cfg.conv_state_len() % 4 == 0;
+        // The split SSM's stream kernel has only the float4 path (N <= 16).
+        let split = b >= self.ssm_split_min && vec4 && n <= 16;
         for (l, lw) in self.layers.iter().enumerate() {
             // 1. in_proj (RMSNorm fused).
             match lw.in_proj.gemm.filter(|_| gemm) {
@@ -1484,45 +1565,103 @@ impl<'c> GpuDecoder<'c> {
             };
             self.launch_k(&f, lc, &p)?;
             self.mark("conv_x_proj")?;
-            // 3. dt_proj + softplus + state update + D + gate.
+            // 3. dt_proj + softplus + state update + D + gate: fused, or
+            //    (large batches, v5) a prep kernel for the chunk sums and
+            //    delta, then the state update as a pure stream.
             let out_gemm = lw.out_proj.gemm.filter(|_| gemm);
-            let f = ctx.function(
-                &DECODE_SSM,
-                &format!("decode_ssm_{}", lw.dt_proj.dtype.name()),
-            )?;
-            let p = SsmParams {
-                part: self.part.ptr,
-                dtw: lw.dt_proj.ptr,
-                dt_b: lw.dt_b.ptr,
-                a: lw.a.ptr,
-                d: lw.d.ptr,
-                xc: self.xc.ptr,
-                xz: self.xz.ptr,
-                slots: self.slots_dev.ptr,
-                state: self.states.ptr,
-                y: self.y.ptr,
-                y16: match out_gemm {
-                    Some((_, DataType::F16 | DataType::Bf16, _)) => self.y16.ptr,
-                    _ => 0,
-                },
-                xz_rs: (2 * e) as i64,
-                slot_stride,
-                ssm_off: (l * lstate + cfg.conv_state_len()) as i64,
-                e: e as i32,
-                n: n as i32,
-                r: r as i32,
-                xd: xd as i32,
-                nchunks: self.nchunks as i32,
-                y16_bf16: i32::from(matches!(out_gemm, Some((_, DataType::Bf16, _)))),
-                vec4: i32::from(vec4),
-                batch: b as i32,
+            let y16 = match out_gemm {
+                Some((_, DataType::F16 | DataType::Bf16, _)) => self.y16.ptr,
+                _ => 0,
             };
-            let lc = LaunchConfig {
-                grid_dim: (e.div_ceil(SSM_CH) as u32, b.div_ceil(SSM_BT) as u32, 1),
-                block_dim: (4 * SSM_CH as u32, 1, 1),
-                shared_mem_bytes: (SSM_BT * xd * 4) as u32,
-            };
-            self.launch_k(&f, lc, &p)?;
+            let y16_bf16 = i32::from(matches!(out_gemm, Some((_, DataType::Bf16, _))));
+            let ssm_off = (l * lstate + cfg.conv_state_len()) as i64;
+            if split {
+                let f = ctx.function(
+                    &DECODE_SSM,
+                    &format!("decode_ssm_prep_{}", lw.dt_proj.dtype.name()),
+                )?;
+                let p = SsmPrepParams {
+                    part: self.part.ptr,
+                    dtw: lw.dt_proj.ptr,
+                    dt_b: lw.dt_b.ptr,
+                    delta: self.delta.ptr,
+                    bc: self.bc.ptr,
+                    e: e as i32,
+                    n: n as i32,
+                    r: r as i32,
+                    xd: xd as i32,
+                    nchunks: self.nchunks as i32,
+                    batch: b as i32,
+                };
+                let lc = LaunchConfig {
+                    grid_dim: (e.div_ceil(SSM_CH) as u32, b.div_ceil(PREP_BT) as u32, 1),
+                    block_dim: (4 * SSM_CH as u32, 1, 1),
+                    shared_mem_bytes: (PREP_BT * xd * 4) as u32,
+                };
+                self.launch_k(&f, lc, &p)?;
+                self.mark("dt_proj")?;
+                let f = ctx.function(&DECODE_SSM, "decode_ssm_stream")?;
+                let p = SsmStreamParams {
+                    delta: self.delta.ptr,
+                    bc: self.bc.ptr,
+                    a: lw.a.ptr,
+                    d: lw.d.ptr,
+                    xc: self.xc.ptr,
+                    xz: self.xz.ptr,
+                    slots: self.slots_dev.ptr,
+                    state: self.states.ptr,
+                    y: self.y.ptr,
+                    y16,
+                    xz_rs: (2 * e) as i64,
+                    slot_stride,
+                    ssm_off,
+                    e: e as i32,
+                    n: n as i32,
+                    y16_bf16,
+                    batch: b as i32,
+                };
+                let lc = LaunchConfig {
+                    grid_dim: (e.div_ceil(SSM_CH) as u32, b.div_ceil(SSM_BT) as u32, 1),
+                    block_dim: (4 * SSM_CH as u32, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                self.launch_k(&f, lc, &p)?;
+            } else {
+                let f = ctx.function(
+                    &DECODE_SSM,
+                    &format!("decode_ssm_{}", lw.dt_proj.dtype.name()),
+                )?;
+                let p = SsmParams {
+                    part: self.part.ptr,
+                    dtw: lw.dt_proj.ptr,
+                    dt_b: lw.dt_b.ptr,
+                    a: lw.a.ptr,
+                    d: lw.d.ptr,
+                    xc: self.xc.ptr,
+                    xz: self.xz.ptr,
+                    slots: self.slots_dev.ptr,
+                    state: self.states.ptr,
+                    y: self.y.ptr,
+                    y16,
+                    xz_rs: (2 * e) as i64,
+                    slot_stride,
+                    ssm_off,
+                    e: e as i32,
+                    n: n as i32,
+                    r: r as i32,
+                    xd: xd as i32,
+                    nchunks: self.nchunks as i32,
+                    y16_bf16,
+                    vec4: i32::from(vec4),
+                    batch: b as i32,
+                };
+                let lc = LaunchConfig {
+                    grid_dim: (e.div_ceil(SSM_CH) as u32, b.div_ceil(SSM_BT) as u32, 1),
+                    block_dim: (4 * SSM_CH as u32, 1, 1),
+                    shared_mem_bytes: (SSM_BT * xd * 4) as u32,
+                };
+                self.launch_k(&f, lc, &p)?;
+            }
             self.mark("ssm")?;
             // 4. out_proj into the residual stream.
             match out_gemm {

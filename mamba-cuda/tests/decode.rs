@@ -295,6 +295,65 @@ fn stream_results_do_not_depend_on_the_batch() {
     }
 }
 
+/// v5: at 128+ streams (below `gemm_min_batch`) the SSM runs as a prep
+/// kernel (chunk sums, dt_proj, softplus) plus a state stream instead of the
+/// fused kernel a stream alone takes; the same stream gives the same logits
+/// and state bit for bit either way (full and partial channel chunks, the
+/// R % 8 == 0 and scalar dt_proj paths, partial row blocks: 130 streams).
+#[test]
+fn split_ssm_gives_the_same_bits_as_the_fused_ssm() {
+    let Some(gpu) = common::gpu() else { return };
+    for (file, w) in [
+        ("default-q8_0.gguf", DecodeWeights::AsStored),
+        ("default-f32.gguf", DecodeWeights::F16),
+        ("tiny-f32.gguf", DecodeWeights::AsStored),
+    ] {
+        let l = Loaded::open(file);
+        let m = l.model();
+        let v = m.config().vocab_size;
+        let mut alone = GpuDecoder::new(gpu, &m, opts(w, 1)).unwrap();
+        let a = alone.alloc_slot().unwrap();
+        let n = 130;
+        let mut crowd = GpuDecoder::new(gpu, &m, opts(w, n)).unwrap();
+        let slots: Vec<u32> = (0..n).map(|_| crowd.alloc_slot().unwrap()).collect();
+        let me = slots[77];
+        let (mut diff_logits, mut diff_state) = (0usize, 0usize);
+        for t in 0..24 {
+            let tok = token(0, t, v);
+            alone.step_tokens(&[(a, tok)]).unwrap();
+            let want = alone.logits().unwrap();
+            let mut pairs: Vec<(u32, u32)> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| (s, if s == me { tok } else { token(i + 1, t, v) }))
+                .collect();
+            pairs.rotate_left(t * 13 % n);
+            crowd.step_tokens(&pairs).unwrap();
+            let at = pairs.iter().position(|p| p.0 == me).unwrap();
+            let got = crowd.logits().unwrap();
+            let got = &got[at * v..(at + 1) * v];
+            diff_logits += got
+                .iter()
+                .zip(&want)
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+        }
+        let sa = alone.save_slot(a).unwrap();
+        let sc = crowd.save_slot(me).unwrap();
+        diff_state += sa
+            .iter()
+            .zip(&sc)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count();
+        eprintln!(
+            "rel {} split-ssm {file}: alone (fused) vs batch of {n} (split), 24 steps: \
+             {diff_logits} logits and {diff_state} state values differ in any bit",
+            w.name()
+        );
+        assert_eq!((diff_logits, diff_state), (0, 0), "{file}");
+    }
+}
+
 /// save -> load into another slot, copy, reset, free: states and logits agree.
 #[test]
 fn slot_save_load_copy_reset_round_trip() {
