@@ -63,6 +63,18 @@ __device__ __forceinline__ void q8_unpack2(unsigned int h, float d, float* o) {
     o[1] = d * (float)(signed char)((h >> 8) & 0xffu);
 }
 
+// The eight f16 / bf16 weights of a raw 16-byte group (8g .. 8g+7).
+template <int DT>
+__device__ __forceinline__ void w_dec8_16(const uint4 v, float* o) {
+    const unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const unsigned short lo = (unsigned short)(w[k] & 0xffffu), hi = (unsigned short)(w[k] >> 16);
+        o[2 * k] = DT == DT_F16 ? dec_f16(lo) : dec_bf16(lo);
+        o[2 * k + 1] = DT == DT_F16 ? dec_f16(hi) : dec_bf16(hi);
+    }
+}
+
 // Elements 8g .. 8g+7 of a row (cols % 8 == 0; F32/F16/BF16 rows 16-byte aligned).
 template <int DT>
 __device__ __forceinline__ void w_load8(const unsigned char* row, int g, float* o) {
@@ -72,14 +84,7 @@ __device__ __forceinline__ void w_load8(const unsigned char* row, int g, float* 
         o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
         o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
     } else if (DT == DT_F16 || DT == DT_BF16) {
-        const uint4 v = ((const uint4*)row)[g];
-        const unsigned int w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const unsigned short lo = (unsigned short)(w[k] & 0xffffu), hi = (unsigned short)(w[k] >> 16);
-            o[2 * k] = DT == DT_F16 ? dec_f16(lo) : dec_bf16(lo);
-            o[2 * k + 1] = DT == DT_F16 ? dec_f16(hi) : dec_bf16(hi);
-        }
+        w_dec8_16<DT>(((const uint4*)row)[g], o);
     } else if (DT == DT_Q8_0) {
         const unsigned char* b = row + (long long)(g >> 2) * 34;
         const float d = dec_f16(*(const unsigned short*)b);

@@ -33,6 +33,11 @@ struct ConvParams {
     int pad;
 };
 
+// x_proj groups of 8 per unrolled step (their weight loads in flight at
+// once); -DCONV_XUNROLL=n is an A/B aid (MAMBA_CUDA_NVRTC_OPTIONS).
+#ifndef CONV_XUNROLL
+#define CONV_XUNROLL 4
+#endif
 #define CONV_KMAX 4  // register fast path for K <= 4 (every released model)
 #ifdef DECODE_SIMPLE  // -DDECODE_SIMPLE: the plain loops only (a reference variant)
 #define CONV_FAST 0
@@ -154,7 +159,7 @@ __device__ __forceinline__ void conv_body(const ConvParams& p) {
 #pragma unroll
         for (int j = 0; j < CONV_BT; ++j) acc[j] = 0.0f;
         if (vec) {
-#pragma unroll 4
+#pragma unroll CONV_XUNROLL
             for (int g = 0; g < (ncols >> 3); ++g) {
                 float w[8];
                 w_load8<DT>(row, (c0 >> 3) + g, w);

@@ -256,13 +256,28 @@ DECODE_ENTRIES(decode_ssm, ssm_body, SsmParams, SSM_THREADS)
 // its split threshold, N % 4 == 0, N <= 16, float4-aligned state rows).
 //
 // decode_ssm_prep_*: the chunk sums of x_proj (B and C to bc[i, 0..2N]) and
-// dt_proj + softplus (delta[i, e]), PREP_BT rows per block, 4 threads per
-// channel as in the fused kernel (the same helpers, so the same bits).
-// decode_ssm_stream: the state update as a pure stream: its state loads go
-// out before the wait for the prep kernel, and afterwards every load of a
-// block (delta, x, z, B, C) is independent, with no barrier or shared memory.
+// dt_proj + softplus (delta[i, e]). decode_ssm_stream: the state update as a
+// pure stream: its state loads go out before the wait for the prep kernel,
+// and afterwards every load of a block (delta, x, z, B, C) is independent,
+// with no barrier or shared memory.
+//
+// v6 prep: one thread per channel for PREP_BT rows (PREP_CH channels per
+// block), light blocks (at 256 streams 6 x 64 = 384 blocks of 256 threads,
+// one wave on 132 SMs; v5 had 192 blocks of 512 threads doing 16 rows each,
+// two waves). The thread computes the fused kernel's 4 lane partials itself
+// (a[q]: the fmaf chain over groups q, q + 4, ... of the row, or elements q,
+// q + 4, ... when R % 8 != 0) and combines them as (a0 + a1) + (a2 + a3),
+// which is exactly what quad_sum gives each lane there, so delta has the same
+// bits as on the fused path. The dt inputs are float4 broadcasts from shared
+// memory; an f16 / bf16 dt_proj row (R % 8 == 0, R <= 8 * PREP_GMAX) is in
+// registers, still packed, before the wait. The chunk sums (each the fixed
+// order of ssm_part_sum) have all their loads issued at once (nchunks <=
+// PREP_CMAX), so they cost one round of L2 latency.
 
-#define PREP_BT 16  // batch rows per prep block (decode.rs PREP_BT)
+#define PREP_CH 256   // channels (threads) per prep block (decode.rs PREP_CH)
+#define PREP_BT 4     // batch rows per prep block (decode.rs PREP_BT)
+#define PREP_GMAX 8   // dt_proj groups of 8 held in registers (R <= 64)
+#define PREP_CMAX 16  // chunk partials loaded at once (E <= 2048)
 
 struct SsmPrepParams {
     const float* part;         // (batch, nchunks, XD)
@@ -278,105 +293,173 @@ struct SsmPrepParams {
     int batch;
 };
 
-#define PREP_K 3  // partial sums per thread at once (their loads interleaved)
+// Chain a[j] += w[0..8] . dt[0..8] (dt 16-byte aligned in shared memory),
+// the fmaf order of ssm_dt_dot.
+__device__ __forceinline__ float prep_dot8(const float* w, const float* dt, float s) {
+    const float4 x0 = *(const float4*)dt, x1 = *(const float4*)(dt + 4);
+    s = fmaf(w[0], x0.x, s);
+    s = fmaf(w[1], x0.y, s);
+    s = fmaf(w[2], x0.z, s);
+    s = fmaf(w[3], x0.w, s);
+    s = fmaf(w[4], x1.x, s);
+    s = fmaf(w[5], x1.y, s);
+    s = fmaf(w[6], x1.z, s);
+    s = fmaf(w[7], x1.w, s);
+    return s;
+}
 
 template <int DT>
 __device__ __forceinline__ void ssm_prep_body(const SsmPrepParams& p) {
-    extern __shared__ float sd[];  // (PREP_BT, XD)
+    extern __shared__ __align__(16) float sdt[];  // (PREP_BT, R): the rows' dt
     const int i0 = blockIdx.y * PREP_BT;
     const int nb = min(PREP_BT, p.batch - i0);
     const int E = p.E, R = p.R, XD = p.XD, nchunks = p.nchunks;
-    const int q = threadIdx.x & 3;
-    const int e = blockIdx.x * SSM_CH + (threadIdx.x >> 2);
+    const int e = blockIdx.x * PREP_CH + threadIdx.x;
     const bool live = e < E;
     const unsigned char* row = p.dtw + w_row_bytes<DT>(R) * (live ? e : 0);
-    // Before the wait (nothing earlier in the step writes them): the dt_proj
-    // row in registers when lane q's groups are just q and q + 4 (R % 8 == 0,
-    // R <= 64: every released model), else an L2 prefetch; b_dt.
     const int G = R >> 3;
-    const bool pre = (R & 7) == 0 && G <= 8;
-    float w[2][8];
+    // Before the wait (nothing earlier in the step writes them): the packed
+    // dt_proj row (f16 / bf16, R % 8 == 0, G <= PREP_GMAX), else an L2
+    // prefetch of it; b_dt.
+    const bool pre = (DT == DT_F16 || DT == DT_BF16) && (R & 7) == 0 && G <= PREP_GMAX;
+    uint4 raw[PREP_GMAX];
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-#pragma unroll
-        for (int k = 0; k < 8; ++k) w[u][k] = 0.0f;
+    for (int g = 0; g < PREP_GMAX; ++g) {
+        raw[g] = make_uint4(0u, 0u, 0u, 0u);
+        if (pre && g < G) raw[g] = ((const uint4*)row)[g];
     }
-    if (pre) {
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-            if (q + 4 * u < G) w_load8<DT>(row, q + 4 * u, w[u]);
-        }
-    } else if (q == 0) {
+    if (!pre) {
         const long long rb = w_row_bytes<DT>(R);
         for (long long o = 0; o < rb; o += 128) dec_prefetch_l2(row + o);
     }
     const float dtb = live ? p.dt_b[e] : 0.0f;
     dec_pdl_launch();
     dec_pdl_wait();
-    // The chunk sums of all XD columns of the block's rows (each the same
-    // fixed-order sum as ssm_part_sum: from 0, chunk 0 first), PREP_K of
-    // them per thread with their loads interleaved; block 0 stores B and C.
-    const bool first = blockIdx.x == 0;
-    const int total = nb * XD;
-    for (int t0 = threadIdx.x; t0 < total; t0 += PREP_K * blockDim.x) {
-        const float* pp[PREP_K];
-        float sum[PREP_K];
-#pragma unroll
-        for (int k = 0; k < PREP_K; ++k) {
-            const int t = t0 + k * blockDim.x;
-            const int j = t / XD, col = t - j * XD;
-            pp[k] = t < total ? p.part + (long long)(i0 + j) * nchunks * XD + col : p.part;
-            sum[k] = 0.0f;
+    // The chunk sums: every block sums its rows' dt columns (to shared
+    // memory); the rows' B and C columns (to bc) are shared out over the
+    // channel blocks (at 130m: 192 + 21 or 22 sums for 256 threads, one
+    // pass). Each sum is ssm_part_sum's: from 0, chunk 0 first.
+    const int ndt = nb * R, nbc = nb * 2 * p.N;
+    const int lo = (int)((long long)blockIdx.x * nbc / gridDim.x);
+    const int hi = (int)((long long)(blockIdx.x + 1) * nbc / gridDim.x);
+    const int total = ndt + hi - lo;
+    for (int t = threadIdx.x; t < total; t += PREP_CH) {
+        int j, col;
+        if (t < ndt) {
+            j = t / R;
+            col = t - j * R;
+        } else {
+            const int u = lo + t - ndt;
+            j = u / (2 * p.N);
+            col = R + (u - j * 2 * p.N);
         }
-#pragma unroll 4
-        for (int c = 0; c < nchunks; ++c) {
+        const float* pp = p.part + (long long)(i0 + j) * nchunks * XD + col;
+        float sum = 0.0f;
+        if (nchunks <= PREP_CMAX) {
+            float v[PREP_CMAX];
 #pragma unroll
-            for (int k = 0; k < PREP_K; ++k) sum[k] += pp[k][(long long)c * XD];
-        }
+            for (int c = 0; c < PREP_CMAX; ++c) v[c] = c < nchunks ? pp[(long long)c * XD] : 0.0f;
 #pragma unroll
-        for (int k = 0; k < PREP_K; ++k) {
-            const int t = t0 + k * blockDim.x;
-            if (t < total) {
-                const int j = t / XD, col = t - j * XD;
-                sd[t] = sum[k];
-                if (first && col >= R) p.bc[(long long)(i0 + j) * (2 * p.N) + (col - R)] = sum[k];
+            for (int c = 0; c < PREP_CMAX; ++c) {
+                if (c < nchunks) sum += v[c];
             }
+        } else {
+#pragma unroll 8
+            for (int c = 0; c < nchunks; ++c) sum += pp[(long long)c * XD];
+        }
+        if (t < ndt) {
+            sdt[t] = sum;
+        } else {
+            p.bc[(long long)(i0 + j) * (2 * p.N) + (col - R)] = sum;
         }
     }
     __syncthreads();
-    float acc[PREP_BT];
+    // dt_proj: the 4 lane partials of the fused kernel, per row.
+    float a[PREP_BT][4];
+#pragma unroll
+    for (int j = 0; j < PREP_BT; ++j) {
+#pragma unroll
+        for (int q = 0; q < 4; ++q) a[j][q] = 0.0f;
+    }
     if (pre) {
-        // ssm_dt_dot's single pass (groups q, then q + 4) on the preloaded row.
 #pragma unroll
-        for (int j = 0; j < PREP_BT; ++j) acc[j] = 0.0f;
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-            const int g = q + 4 * u;
+        for (int g = 0; g < PREP_GMAX; ++g) {
             if (g < G) {
+                float w[8];
+                w_dec8_16<DT>(raw[g], w);
 #pragma unroll
                 for (int j = 0; j < PREP_BT; ++j) {
-                    if (j < nb) {
-                        float s = acc[j];
+                    if (j < nb) a[j][g & 3] = prep_dot8(w, sdt + j * R + 8 * g, a[j][g & 3]);
+                }
+            }
+        }
+    } else if ((R & 7) == 0) {
+        for (int g0 = 0; g0 < G; g0 += 4) {
 #pragma unroll
-                        for (int k = 0; k < 8; ++k) s = fmaf(w[u][k], sd[j * XD + 8 * g + k], s);
-                        acc[j] = s;
+            for (int u = 0; u < 4; ++u) {
+                const int g = g0 + u;
+                if (g < G) {
+                    float w[8];
+                    w_load8<DT>(row, g, w);
+#pragma unroll
+                    for (int j = 0; j < PREP_BT; ++j) {
+                        if (j < nb) {
+                            float s = a[j][u];
+#pragma unroll
+                            for (int k = 0; k < 8; ++k) s = fmaf(w[k], sdt[j * R + 8 * g + k], s);
+                            a[j][u] = s;
+                        }
                     }
                 }
             }
         }
     } else {
-        ssm_dt_dot<DT, PREP_BT>(row, sd, XD, R, q, nb, acc);
-    }
+        for (int r0 = 0; r0 < R; r0 += 4) {
 #pragma unroll
-    for (int j = 0; j < PREP_BT; ++j) {
-        if (j < nb) {
-            const float a = quad_sum(acc[j]);  // nb is block-uniform
-            if (live && q == 0) p.delta[(long long)(i0 + j) * E + e] = ssm_delta(a, dtb);
+            for (int u = 0; u < 4; ++u) {
+                const int r = r0 + u;
+                if (r < R) {
+                    const float w = w_load1<DT>(row, r);
+#pragma unroll
+                    for (int j = 0; j < PREP_BT; ++j) {
+                        if (j < nb) a[j][u] = fmaf(w, sdt[j * R + r], a[j][u]);
+                    }
+                }
+            }
+        }
+    }
+    if (live) {
+#pragma unroll
+        for (int j = 0; j < PREP_BT; ++j) {
+            if (j < nb) {
+                // quad_sum's order: lane 0 adds lane 1, then lanes 2 + 3.
+                const float acc = (a[j][0] + a[j][1]) + (a[j][2] + a[j][3]);
+                p.delta[(long long)(i0 + j) * E + e] = ssm_delta(acc, dtb);
+            }
         }
     }
 }
 
-DECODE_ENTRIES(decode_ssm_prep, ssm_prep_body, SsmPrepParams, SSM_THREADS)
+// 3 blocks of 256 threads per SM (<= 85 registers): 384 blocks at 256
+// streams are one wave on an H200.
+#ifndef PREP_MINB  // -DPREP_MINB=n: an A/B aid (MAMBA_CUDA_NVRTC_OPTIONS)
+#define PREP_MINB 3
+#endif
+extern "C" __global__ void __launch_bounds__(PREP_CH, PREP_MINB) decode_ssm_prep_f32(SsmPrepParams p) {
+    ssm_prep_body<DT_F32>(p);
+}
+extern "C" __global__ void __launch_bounds__(PREP_CH, PREP_MINB) decode_ssm_prep_f16(SsmPrepParams p) {
+    ssm_prep_body<DT_F16>(p);
+}
+extern "C" __global__ void __launch_bounds__(PREP_CH, PREP_MINB) decode_ssm_prep_bf16(SsmPrepParams p) {
+    ssm_prep_body<DT_BF16>(p);
+}
+extern "C" __global__ void __launch_bounds__(PREP_CH, PREP_MINB) decode_ssm_prep_q8_0(SsmPrepParams p) {
+    ssm_prep_body<DT_Q8_0>(p);
+}
+extern "C" __global__ void __launch_bounds__(PREP_CH, PREP_MINB) decode_ssm_prep_q4_0(SsmPrepParams p) {
+    ssm_prep_body<DT_Q4_0>(p);
+}
 
 struct SsmStreamParams {
     const float* delta;  // (batch, E)

@@ -295,17 +295,21 @@ fn stream_results_do_not_depend_on_the_batch() {
     }
 }
 
-/// v5: at 128+ streams (below `gemm_min_batch`) the SSM runs as a prep
-/// kernel (chunk sums, dt_proj, softplus) plus a state stream instead of the
-/// fused kernel a stream alone takes; the same stream gives the same logits
+/// v5: at 64+ streams (128+ before v6; below `gemm_min_batch`) the SSM runs
+/// as a prep kernel (chunk sums, dt_proj, softplus) plus a state stream
+/// instead of the fused kernel a stream alone takes; the same stream gives the same logits
 /// and state bit for bit either way (full and partial channel chunks, the
-/// R % 8 == 0 and scalar dt_proj paths, partial row blocks: 130 streams).
+/// R % 8 == 0 and scalar dt_proj paths, partial row blocks: 130 streams;
+/// v6: the prep's f16 / bf16 rows held in registers, its f32 rows loaded
+/// after the barrier, its scalar path).
 #[test]
 fn split_ssm_gives_the_same_bits_as_the_fused_ssm() {
     let Some(gpu) = common::gpu() else { return };
     for (file, w) in [
         ("default-q8_0.gguf", DecodeWeights::AsStored),
         ("default-f32.gguf", DecodeWeights::F16),
+        ("default-f32.gguf", DecodeWeights::Bf16),
+        ("default-f32.gguf", DecodeWeights::AsStored),
         ("tiny-f32.gguf", DecodeWeights::AsStored),
     ] {
         let l = Loaded::open(file);
