@@ -43,7 +43,7 @@ echo "== mamba-core tests (aarch64, qemu-aarch64)"
 cargo test --locked --target "$triple" -p mamba-core
 
 echo "== conformance and CPU kernel tests (aarch64, qemu-aarch64, MAMBA_KERNELS=neon)"
-tests=(--test conformance --test cpu_kernels)
+tests=(--test conformance --test cpu_kernels --test cpu_quant_conformance)
 build_log="$(mktemp)"
 trap 'rm -f "$build_log"' EXIT
 cargo test --locked --target "$triple" -p mamba-rt "${tests[@]}" --no-run 2>&1 | tee "$build_log"
@@ -64,5 +64,14 @@ status=0
 for exe in "${exes[@]}"; do
     echo "-- $exe"
     qemu-aarch64 -L "$sysroot" "$exe" || status=1
+done
+# The dotprod path (sdot, Jetson Orin's Cortex-A78AE has it; qemu-aarch64's default CPU
+# too): the conformance and quantized-conformance tests again with it forced. cpu_kernels above already checks it
+# against the scalar kernels (it runs every path the CPU has).
+for exe in "${exes[@]}"; do
+    case "$exe" in *conformance*)
+        echo "-- $exe (MAMBA_KERNELS=neon-dot)"
+        MAMBA_KERNELS=neon-dot qemu-aarch64 -L "$sysroot" "$exe" || status=1 ;;
+    esac
 done
 exit "$status"
