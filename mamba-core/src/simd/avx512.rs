@@ -292,46 +292,6 @@ pub fn ssm_step_n16(p: &SsmStep<'_>, state: &mut [f32], y: &mut [f32]) {
     }
 }
 
-/// The GEMM micro-kernel of [`avx2::tile_4x3`] with 16-wide registers and a masked tail.
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub fn tile_4x3(w: &[f32], ws: usize, x: &[f32], xs: usize, kc: usize) -> [[f32; 4]; 3] {
-    assert!(kc <= ws && kc <= xs && w.len() >= 3 * ws + kc && x.len() >= 2 * xs + kc);
-    let mut acc = [[_mm512_setzero_ps(); 4]; 3];
-    let wp = w.as_ptr();
-    let xp = x.as_ptr();
-    let mut k = 0;
-    while k < kc {
-        let left = kc - k;
-        let m: __mmask16 = if left >= 16 {
-            0xffff
-        } else {
-            (1u32 << left) as u16 - 1
-        };
-        // SAFETY: masked loads read only elements k..min(k + 16, kc) of rows r < 4 of w
-        // (r * ws + kc <= w.len()) and rows t < 3 of x (t * xs + kc <= x.len()), asserted.
-        unsafe {
-            let x0 = _mm512_maskz_loadu_ps(m, xp.add(k));
-            let x1 = _mm512_maskz_loadu_ps(m, xp.add(xs + k));
-            let x2 = _mm512_maskz_loadu_ps(m, xp.add(2 * xs + k));
-            #[allow(clippy::needless_range_loop)]
-            for r in 0..4 {
-                let wv = _mm512_maskz_loadu_ps(m, wp.add(r * ws + k));
-                acc[0][r] = _mm512_fmadd_ps(wv, x0, acc[0][r]);
-                acc[1][r] = _mm512_fmadd_ps(wv, x1, acc[1][r]);
-                acc[2][r] = _mm512_fmadd_ps(wv, x2, acc[2][r]);
-            }
-        }
-        k += 16;
-    }
-    let mut out = [[0.0f32; 4]; 3];
-    for t in 0..3 {
-        for r in 0..4 {
-            out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
-        }
-    }
-    out
-}
-
 /// Most blocks per row [`matvec_q`] handles (8192 columns).
 pub const MATVEC_Q_MAX_BLOCKS: usize = 256;
 
@@ -502,11 +462,21 @@ pub fn matvec_q(dtype: DType, data: &[u8], rb: usize, xq: &[Q8Act], y: &mut [f32
     true
 }
 
-/// [`tile_4x3`] for 6 tokens: 24 accumulators, so each weight load feeds 6 FMAs.
+/// The GEMM micro-kernel of [`avx2::tile_4x3`] with 16-wide registers and a masked
+/// tail, for `T` activation rows: `out[t][r] = sum_k w[r][k] x[t][k]` over 4 weight rows
+/// `w` (row stride `ws`) and `T` rows of `x` (stride `xs`). T = 6 keeps 24 accumulators,
+/// so each weight load feeds 6 FMAs; T = 3 serves the tails.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub fn tile_4x6(w: &[f32], ws: usize, x: &[f32], xs: usize, kc: usize) -> [[f32; 4]; 6] {
-    assert!(kc <= ws && kc <= xs && w.len() >= 3 * ws + kc && x.len() >= 5 * xs + kc);
-    let mut acc = [[_mm512_setzero_ps(); 4]; 6];
+pub fn tile_4xn<const T: usize>(
+    w: &[f32],
+    ws: usize,
+    x: &[f32],
+    xs: usize,
+    kc: usize,
+) -> [[f32; 4]; T] {
+    assert!(T >= 1 && kc <= ws && kc <= xs && w.len() >= 3 * ws + kc);
+    assert!(x.len() >= (T - 1) * xs + kc);
+    let mut acc = [[_mm512_setzero_ps(); 4]; T];
     let wp = w.as_ptr();
     let xp = x.as_ptr();
     let mut k = 0;
@@ -518,22 +488,22 @@ pub fn tile_4x6(w: &[f32], ws: usize, x: &[f32], xs: usize, kc: usize) -> [[f32;
             (1u32 << left) as u16 - 1
         };
         // SAFETY: masked loads read only elements k..min(k + 16, kc) of rows r < 4 of w
-        // (r * ws + kc <= w.len()) and rows t < 6 of x (t * xs + kc <= x.len()), asserted.
+        // (r * ws + kc <= w.len()) and rows t < T of x (t * xs + kc <= x.len()), asserted.
         unsafe {
-            let xv: [__m512; 6] =
+            let xv: [__m512; T] =
                 core::array::from_fn(|t| _mm512_maskz_loadu_ps(m, xp.add(t * xs + k)));
             #[allow(clippy::needless_range_loop)]
             for r in 0..4 {
                 let wv = _mm512_maskz_loadu_ps(m, wp.add(r * ws + k));
-                for t in 0..6 {
+                for t in 0..T {
                     acc[t][r] = _mm512_fmadd_ps(wv, xv[t], acc[t][r]);
                 }
             }
         }
         k += 16;
     }
-    let mut out = [[0.0f32; 4]; 6];
-    for t in 0..6 {
+    let mut out = [[0.0f32; 4]; T];
+    for t in 0..T {
         for r in 0..4 {
             out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
         }

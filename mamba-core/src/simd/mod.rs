@@ -523,7 +523,7 @@ impl Simd {
                     let xs = &x[t0 * cols + k0..];
                     let ws = &panel[r * ps..];
                     // SAFETY: see dot_row.
-                    let o = unsafe { avx512::tile_4x6(ws, ps, xs, cols, kc) };
+                    let o = unsafe { avx512::tile_4xn::<6>(ws, ps, xs, cols, kc) };
                     for (tt, row) in o.iter().enumerate() {
                         for (rr, &v) in row.iter().enumerate() {
                             put(t0 + tt, r + rr, v);
@@ -551,7 +551,7 @@ impl Simd {
                     let o = match self.isa {
                         Isa::Avx512 => {
                             // SAFETY: Avx512 implies AVX2 + FMA + F16C (see dot_row).
-                            unsafe { avx512::tile_4x3(ws, ps, xs, cols, kc) }
+                            unsafe { avx512::tile_4xn::<3>(ws, ps, xs, cols, kc) }
                         }
                         _ => {
                             // SAFETY: the only other SIMD ISA here is Avx2 (matmat
