@@ -32,6 +32,42 @@ fn paths() -> Vec<Simd> {
         .collect()
 }
 
+/// The tolerance for row `i` of `w` times `x` (see the module doc): 1e-2 (quantized) or
+/// 1e-5 (float) of the magnitude sum, plus 1e-6. `deq` is scratch of `w.cols` floats.
+fn row_tolerance(w: &WeightMatrix<'_>, i: usize, x: &[f32], deq: &mut [f32]) -> f32 {
+    w.row_to_f32(i, deq);
+    let mag: f32 = deq.iter().zip(x).map(|(a, b)| (a * b).abs()).sum();
+    let rel = if w.dtype.block_len() > 1 { 1e-2 } else { 1e-5 };
+    rel * mag + 1e-6
+}
+
+/// `ym` (t x rows), a `matmat` of `w` by the t rows of `xs`, against per-token scalar
+/// mat-vecs, row by row within [`row_tolerance`].
+fn assert_matmat_matches_scalar(
+    name: &str,
+    w: &WeightMatrix<'_>,
+    xs: &[f32],
+    t: usize,
+    ym: &[f32],
+) {
+    let (dtype, rows, cols) = (w.dtype, w.rows, w.cols);
+    let mut deq = vec![0f32; cols];
+    for tt in 0..t {
+        let xt = &xs[tt * cols..(tt + 1) * cols];
+        let mut yw = vec![0f32; rows];
+        Scalar.matvec(w, xt, &mut yw);
+        for i in 0..rows {
+            let tol = row_tolerance(w, i, xt, &mut deq);
+            let g = ym[tt * rows + i];
+            assert!(
+                (g - yw[i]).abs() <= tol,
+                "{name} matmat {dtype:?} {rows}x{cols} t{t} tok {tt} row {i}: {g} vs {}",
+                yw[i]
+            );
+        }
+    }
+}
+
 fn check_matvec<K: Kernels>(k: &K, name: &str) {
     let mut r = Rng(0x1234_5678);
     for dtype in [
@@ -63,9 +99,7 @@ fn check_matvec<K: Kernels>(k: &K, name: &str) {
                 k.matvec(&w, &x, &mut got);
                 let mut deq = vec![0f32; cols];
                 for i in 0..rows {
-                    w.row_to_f32(i, &mut deq);
-                    let mag: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
-                    let tol = if dtype.block_len() > 1 { 1e-2 } else { 1e-5 } * mag + 1e-6;
+                    let tol = row_tolerance(&w, i, &x, &mut deq);
                     assert!(
                         (got[i] - want[i]).abs() <= tol,
                         "{name} {dtype:?} {rows}x{cols} row {i}: {} vs {} (tol {tol})",
@@ -78,22 +112,7 @@ fn check_matvec<K: Kernels>(k: &K, name: &str) {
                 let xs = r.v(t * cols, 1.0);
                 let mut ym = vec![0f32; t * rows];
                 k.matmat(&w, &xs, t, &mut ym);
-                for tt in 0..t {
-                    let xt = &xs[tt * cols..(tt + 1) * cols];
-                    let mut yw = vec![0f32; rows];
-                    Scalar.matvec(&w, xt, &mut yw);
-                    for i in 0..rows {
-                        w.row_to_f32(i, &mut deq);
-                        let mag: f32 = deq.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
-                        let tol = if dtype.block_len() > 1 { 1e-2 } else { 1e-5 } * mag + 1e-6;
-                        let g = ym[tt * rows + i];
-                        assert!(
-                            (g - yw[i]).abs() <= tol,
-                            "{name} matmat {dtype:?} {rows}x{cols} t{tt} row {i}: {g} vs {}",
-                            yw[i]
-                        );
-                    }
-                }
+                assert_matmat_matches_scalar(name, &w, &xs, t, &ym);
             }
         }
     }
@@ -225,28 +244,11 @@ fn matmat_tiles_and_tails_match_scalar() {
                         cols,
                         data: &data,
                     };
-                    let mut deq = vec![0f32; cols];
                     for t in [3usize, 6, 13, 40] {
                         let xs = r.v(t * cols, 1.0);
                         let mut ym = vec![0f32; t * rows];
                         k.matmat(&w, &xs, t, &mut ym);
-                        for tt in 0..t {
-                            let xt = &xs[tt * cols..(tt + 1) * cols];
-                            let mut yw = vec![0f32; rows];
-                            Scalar.matvec(&w, xt, &mut yw);
-                            for i in 0..rows {
-                                w.row_to_f32(i, &mut deq);
-                                let mag: f32 = deq.iter().zip(xt).map(|(a, b)| (a * b).abs()).sum();
-                                let tol =
-                                    if dtype.block_len() > 1 { 1e-2 } else { 1e-5 } * mag + 1e-6;
-                                let g = ym[tt * rows + i];
-                                assert!(
-                                    (g - yw[i]).abs() <= tol,
-                                    "{name} matmat {dtype:?} {rows}x{cols} t{t} tok {tt} row {i}: {g} vs {}",
-                                    yw[i]
-                                );
-                            }
-                        }
+                        assert_matmat_matches_scalar(name, &w, &xs, t, &ym);
                     }
                 }
             }
