@@ -9,63 +9,16 @@
 //! Lines starting with `rel ` give the measured errors (parsed by the device script).
 #![cfg(feature = "cuda")]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
 
-use mamba_core::{DType, ModelConfig, Scalar};
+use common::cuda::{CONFORMANCE, fixture, gpu, random_cfg, rel_max};
+use mamba_core::{DType, Scalar};
 use mamba_cuda::{
     DecodeOptions, DecodeWeights, GemmPrecision, GpuContext, GpuDecoder, GpuModel, LogitsWanted,
     WeightPlacement,
 };
 use mamba_rt::LoadedModel;
 use mamba_rt::cpu::random_model::random_model;
-
-const CONFORMANCE: [&str; 7] = [
-    "base",
-    "bf16",
-    "dstate8_k3",
-    "expand3_rank5",
-    "noconvbias_k2",
-    "orig_names",
-    "sharded",
-];
-
-fn gpu() -> Option<&'static GpuContext> {
-    static GPU: OnceLock<Result<GpuContext, String>> = OnceLock::new();
-    let g = GPU.get_or_init(|| match GpuContext::is_available() {
-        Ok(()) => GpuContext::new(0).map_err(|e| e.to_string()),
-        Err(why) => Err(why.reason().to_string()),
-    });
-    match g {
-        Ok(ctx) => Some(ctx),
-        Err(why) => {
-            let required = std::env::var("MAMBA_REQUIRE_GPU").is_ok_and(|v| v == "1");
-            assert!(!required, "MAMBA_REQUIRE_GPU=1 but there is no GPU: {why}");
-            eprintln!("skipping: no GPU ({why})");
-            None
-        }
-    }
-}
-
-/// max |a - b| / max |b| (infinite when `a` holds a NaN).
-fn rel_max(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let m = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-    let e = a.iter().zip(b).fold(0f32, |e, (x, y)| {
-        if x.is_nan() {
-            f32::INFINITY
-        } else {
-            e.max((x - y).abs())
-        }
-    });
-    e / m
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/conformance")
-        .join(name)
-}
 
 fn token(s: usize, t: usize, v: usize) -> u32 {
     ((t * 7919 + s * 104_729 + 13) % v) as u32
@@ -182,24 +135,6 @@ fn conformance_models_through_cublas() {
                 w.name()
             );
         }
-    }
-}
-
-fn random_cfg(biases: bool) -> ModelConfig {
-    ModelConfig {
-        d_model: 128,
-        n_layer: 3,
-        d_inner: 256,
-        d_state: 16,
-        d_conv: 4,
-        dt_rank: 8,
-        vocab_size: 300,
-        eps: 1e-5,
-        in_proj_bias: biases,
-        out_proj_bias: biases,
-        conv_bias: !biases,
-        tied_head: !biases,
-        dt_b_c_rms: false,
     }
 }
 

@@ -5,6 +5,9 @@ use mamba_core::DType;
 use mamba_rt::gguf_write::{GgufWriter, add_f32, add_matrix, write_mamba_metadata};
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+
 /// Deterministic pseudo-random values in [-scale, scale).
 pub fn rand_vec(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     let mut r = mamba_core::sample::Rng::new(seed);
