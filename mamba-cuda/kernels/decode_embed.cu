@@ -12,6 +12,9 @@ struct DecEmbParams {
 
 template <int DT>
 __device__ __forceinline__ void embed_body(const DecEmbParams& p) {
+    // The step's first kernel (launched plainly): let in_proj launch now, so
+    // its weight loads overlap this gather (it waits for it to finish).
+    dec_pdl_launch();
     const int b = blockIdx.x;
     if (b >= p.batch) return;
     const unsigned char* row = p.table + w_row_bytes<DT>(p.D) * p.tokens[b];

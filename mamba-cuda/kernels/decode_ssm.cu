@@ -19,6 +19,7 @@
 #define SSM_THREADS (4 * SSM_CH)
 #define SSM_BT 4              // batch rows per block (decode.rs SSM_BT)
 #define SSM_NMAX 16           // float4 fast path for N <= 16, N % 4 == 0
+#define SSM_PREG 4            // dt_proj groups a lane holds in registers (R <= 128)
 #ifdef DECODE_SIMPLE  // -DDECODE_SIMPLE: the plain loops only (a reference variant)
 #define SSM_FAST 0
 #else
@@ -162,7 +163,18 @@ __device__ __forceinline__ void ssm_body(const SsmParams& p) {
     // step) and A; an L2 prefetch of the dt_proj row. The state loads are in
     // flight while the chunk partials are summed.
     const unsigned char* row = p.dtw + w_row_bytes<DT>(R) * ec;
-    if (q == 0) {
+    // v9: an f16 / bf16 dt_proj row (R % 8 == 0, R <= 32 SSM_PREG) is loaded
+    // into registers here, packed: lane q's groups q, q + 4, ...; else an L2
+    // prefetch.
+    const int G = R >> 3;
+    const bool pre = SSM_FAST && (DT == DT_F16 || DT == DT_BF16) && (R & 7) == 0 && G <= 4 * SSM_PREG;
+    uint4 raw[SSM_PREG];
+#pragma unroll
+    for (int i = 0; i < SSM_PREG; ++i) {
+        raw[i] = make_uint4(0u, 0u, 0u, 0u);
+        if (pre && q + 4 * i < G) raw[i] = ((const uint4*)row)[q + 4 * i];
+    }
+    if (!pre && q == 0) {
         const long long rb = w_row_bytes<DT>(R);
         for (long long o = 0; o < rb; o += 128) dec_prefetch_l2(row + o);
     }
@@ -193,7 +205,29 @@ __device__ __forceinline__ void ssm_body(const SsmParams& p) {
     // dt_proj: lane q takes groups q, q + 4, ... of the row (all 4 lanes run
     // the shuffles, live or not).
     float acc[SSM_BT];
-    ssm_dt_dot<DT, SSM_BT>(row, sd, XD, R, q, nb, acc);
+    if (pre) {  // ssm_dt_dot's fmaf chains, on the registers
+#pragma unroll
+        for (int j = 0; j < SSM_BT; ++j) acc[j] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < SSM_PREG; ++i) {
+            const int g = q + 4 * i;
+            if (g < G) {
+                float w[8];
+                w_dec8_16<DT>(raw[i], w);
+#pragma unroll
+                for (int j = 0; j < SSM_BT; ++j) {
+                    if (j < nb) {
+                        float s = acc[j];
+#pragma unroll
+                        for (int k = 0; k < 8; ++k) s = fmaf(w[k], sd[j * XD + 8 * g + k], s);
+                        acc[j] = s;
+                    }
+                }
+            }
+        }
+    } else {
+        ssm_dt_dot<DT, SSM_BT>(row, sd, XD, R, q, nb, acc);
+    }
 #pragma unroll
     for (int j = 0; j < SSM_BT; ++j) {
         if (j < nb) acc[j] = quad_sum(acc[j]);  // nb is block-uniform

@@ -525,6 +525,9 @@ pub struct GpuDecoder<'c> {
     norm_f: DVec,
     layers: Vec<DLayer>,
     nchunks: usize,
+    /// Steps of one stream use the GEMV kernel's batch-1 entry
+    /// (`MAMBA_DECODE_GEMV1=0`: the batched one, for A/B runs).
+    gemv1: bool,
     /// Smallest batch that takes the split SSM (prep + state stream).
     ssm_split_min: usize,
     // Per-step buffers, max_slots rows each.
@@ -763,6 +766,7 @@ impl<'c> GpuDecoder<'c> {
             norm_f,
             layers,
             nchunks,
+            gemv1: std::env::var("MAMBA_DECODE_GEMV1").map_or(true, |v| v.trim() != "0"),
             // The plain-loop kernel variant (`-DDECODE_SIMPLE`, a reference
             // for debugging) has a different state layout per lane in the
             // fused kernel, so only the fused kernel runs then.
@@ -808,6 +812,8 @@ impl<'c> GpuDecoder<'c> {
             let s = dt.name();
             dec.ctx
                 .function(&DECODE_GEMV, &format!("decode_gemv_{s}"))?;
+            dec.ctx
+                .function(&DECODE_GEMV, &format!("decode_gemv1_{s}"))?;
             dec.ctx
                 .function(&DECODE_CONV, &format!("decode_conv_{s}"))?;
             dec.ctx.function(&DECODE_SSM, &format!("decode_ssm_{s}"))?;
@@ -1336,9 +1342,16 @@ impl<'c> GpuDecoder<'c> {
         b: usize,
         flags: i32,
     ) -> Result<(), GpuError> {
+        // One stream: the BT = 1 entry (fewer registers, more warps in
+        // flight; the same bits).
+        let kind = if b == 1 && self.gemv1 {
+            "decode_gemv1"
+        } else {
+            "decode_gemv"
+        };
         let f = self
             .ctx
-            .function(&DECODE_GEMV, &format!("decode_gemv_{}", m.dtype.name()))?;
+            .function(&DECODE_GEMV, &format!("{kind}_{}", m.dtype.name()))?;
         let p = GemvParams {
             w: m.ptr,
             x,

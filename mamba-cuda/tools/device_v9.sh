@@ -1,0 +1,62 @@
+#!/bin/bash
+# v9 (batch 1) on the GPU machine (the `run` tool), from the repository root, with the
+# executables of stage_device.sh in .device/: ptxas register use of the
+# small-batch kernels (sm_90), the decode benchmark (batches 1, 2, 4, 64,
+# 256; f16 and q8_0, graphs on) with A/B runs (MAMBA_DECODE_GEMV1=0, the
+# batch-1 GEMV's U by -DGEMV1_U through MAMBA_CUDA_NVRTC_OPTIONS, cuBLAS from
+# 5 streams instead of 2), bf16 and q4_0, then the C API's CUDA tests alone,
+# then the decode tests. Logs to $OUT (8 files at most).
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+D=.device
+export MAMBA_REQUIRE_GPU=1
+export MAMBA_CUDA_CACHE_DIR=/tmp/mamba-cuda-cache
+export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
+exec > >(tee -a "$OUT/log") 2>&1
+t0=$SECONDS
+stamp() { echo "---- [$((SECONDS - t0))s] $*"; }
+K=mamba-cuda/kernels
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
+stamp ptxas
+for f in decode_gemv decode_ssm; do
+    cat $K/decode_common.cuh $K/$f.cu > /tmp/$f.cu
+    nvcc -arch=sm_90 -std=c++17 -Xptxas -v -c /tmp/$f.cu -o /tmp/$f.o > /tmp/ptxas_$f.log 2>&1
+    awk '/Compiling entry function/{f=$6} /Used [0-9]+ registers/{if (f ~ /(gemv1?|ssm)_(f16|q8_0)/) printf "%s %s regs; ", f, $5} /spill/{if (f ~ /(gemv1?|ssm)_(f16|q8_0)/ && ($5 != 0 || $9 != 0)) printf "%s SPILL %s %s; ", f, $5, $9}' /tmp/ptxas_$f.log | tr -d "'" | head -20
+done
+timeout 60 $D/mamba-cli random-model --out /tmp/m130.gguf --type f16 > /dev/null 2>&1; ls -la /tmp/m130.gguf
+bench() {  # name, env..., args
+    local name=$1; shift
+    stamp "bench $name: $*"
+    env "$@" > /tmp/bench_$name.log 2>&1
+    echo "rc=$?"; grep -vE "^DECODE" /tmp/bench_$name.log | cut -c1-400
+    cat /tmp/bench_$name.log >> "$OUT/bench.log"
+}
+B="timeout ${BENCH_S:-120} $D/decode_bench /tmp/m130.gguf"
+bench main $B --steps 50 --batches 1,2,4,64,256 --weights f16,q8_0 --graphs on
+bench nogemv1 MAMBA_DECODE_GEMV1=0 $B --steps 50 --batches 1 --weights f16,q8_0 --graphs on
+bench u6 MAMBA_CUDA_NVRTC_OPTIONS=-DGEMV1_U=6 $B --steps 50 --batches 1 --weights f16,q8_0 --graphs on
+bench u8 MAMBA_CUDA_NVRTC_OPTIONS=-DGEMV1_U=8 $B --steps 50 --batches 1 --weights f16,q8_0 --graphs on
+bench again $B --steps 100 --batches 1 --weights f16,q8_0 --graphs on
+bench gemm5 $B --steps 50 --batches 2,3,4,5 --weights f16 --graphs on --gemm-min-batch 5
+bench q4bf16 $B --steps 50 --batches 1,64,256 --weights bf16,q4_0 --graphs on
+stamp "tests: C API"
+timeout 200 $D/cuda_backend --nocapture --test-threads=4 > "$OUT/tests_ffi.log" 2>&1
+echo "cuda_backend rc=$?"
+grep -E "panicked|FAILED|test result|skipping|signal|fault" "$OUT/tests_ffi.log" | cut -c1-300 | head -20
+tail -5 "$OUT/tests_ffi.log"
+for t in test_cuda_batch test_cuda; do
+    timeout 60 $D/$t models/default-f32.gguf > /tmp/c.log 2>&1
+    echo "$t rc=$?"; tail -4 /tmp/c.log
+done
+stamp "tests: decode"
+timeout ${TEST_S:-200} $D/decode --nocapture --test-threads=8 > "$OUT/tests_decode.log" 2>&1 &
+p1=$!
+timeout ${TEST_S:-200} $D/cuda_decode --nocapture --test-threads=8 > "$OUT/tests_cuda_decode.log" 2>&1
+echo "cuda_decode tests rc=$?"
+wait $p1; echo "decode tests rc=$?"
+for f in "$OUT"/tests_decode.log "$OUT"/tests_cuda_decode.log; do
+    echo "== $f"
+    grep -E "^rel |panicked|^test .*FAILED|test result|skipping|error|device is" "$f" | cut -c1-300 | head -60
+done
+stamp done
