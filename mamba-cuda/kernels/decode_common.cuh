@@ -1,11 +1,13 @@
 // Shared by the decode_*.cu kernels (prepended to each by compile.rs): weight
-// element types and their loads. Weights are read in the file's own layout:
-// F32, IEEE f16, bf16 (raw 16 bits), ggml Q8_0 (34-byte blocks: f16 scale d,
-// 32 int8 q; value d * q) and Q4_0 (18-byte blocks: f16 scale d, 16 bytes;
-// byte j holds element j in its low nibble and j + 16 in its high nibble;
-// value d * (nibble - 8)). Rows are contiguous; a quantized row is cols / 32
-// blocks. Every block starts at an even address (34 and 18 are even), so the
-// 16-bit loads below are aligned.
+// element types and their loads. F32, IEEE f16 and bf16 (raw 16 bits) are
+// read in the file's own layout. Q8_0 and Q4_0 (ggml blocks of 32: an f16
+// scale d and 32 int8 q, value d * q; or 16 bytes whose byte j holds element
+// j in its low nibble and j + 16 in its high one, value d * (nibble - 8))
+// are repacked by decode.rs (v10, `repack`): a row (cols % 32 == 0) is
+// superblocks of 4 blocks (128 elements), each the 4 scales (8 bytes; a
+// last partial superblock keeps all 8) then the blocks' quants unchanged
+// (4 x 32 or 4 x 16 bytes). Every superblock, so every row, is a multiple
+// of 8 bytes: 8 consecutive quants load as one aligned 8-byte word.
 
 #define DT_F32 0
 #define DT_F16 1
@@ -35,8 +37,9 @@ template <int DT>
 __device__ __forceinline__ long long w_row_bytes(int cols) {
     if (DT == DT_F32) return 4LL * cols;
     if (DT == DT_F16 || DT == DT_BF16) return 2LL * cols;
-    if (DT == DT_Q8_0) return (long long)(cols / 32) * 34;
-    return (long long)(cols / 32) * 18;
+    const int rem = cols & 127;
+    if (DT == DT_Q8_0) return (long long)(cols >> 7) * 136 + (rem ? 8 + rem : 0);
+    return (long long)(cols >> 7) * 72 + (rem ? 8 + rem / 2 : 0);
 }
 
 // Element c of a row.
@@ -45,22 +48,18 @@ __device__ __forceinline__ float w_load1(const unsigned char* row, int c) {
     if (DT == DT_F32) return ((const float*)row)[c];
     if (DT == DT_F16) return dec_f16(((const unsigned short*)row)[c]);
     if (DT == DT_BF16) return dec_bf16(((const unsigned short*)row)[c]);
+    const int blk = (c >> 5) & 3;
     if (DT == DT_Q8_0) {
-        const unsigned char* b = row + (long long)(c >> 5) * 34;
-        const float d = dec_f16(*(const unsigned short*)b);
-        return d * (float)(signed char)b[2 + (c & 31)];
+        const unsigned char* sb = row + (long long)(c >> 7) * 136;
+        const float d = dec_f16(((const unsigned short*)sb)[blk]);
+        return d * (float)(signed char)sb[8 + (c & 127)];
     }
-    const unsigned char* b = row + (long long)(c >> 5) * 18;
+    const unsigned char* sb = row + (long long)(c >> 7) * 72;
     const int j = c & 31;
-    const unsigned int q = b[2 + (j & 15)];
+    const unsigned int q = sb[8 + 16 * blk + (j & 15)];
     const int v = j < 16 ? (int)(q & 15u) : (int)(q >> 4);
-    const float d = dec_f16(*(const unsigned short*)b);
+    const float d = dec_f16(((const unsigned short*)sb)[blk]);
     return d * (float)(v - 8);
-}
-
-__device__ __forceinline__ void q8_unpack2(unsigned int h, float d, float* o) {
-    o[0] = d * (float)(signed char)(h & 0xffu);
-    o[1] = d * (float)(signed char)((h >> 8) & 0xffu);
 }
 
 // The eight f16 / bf16 weights of a raw 16-byte group (8g .. 8g+7).
@@ -86,23 +85,30 @@ __device__ __forceinline__ void w_load8(const unsigned char* row, int g, float* 
     } else if (DT == DT_F16 || DT == DT_BF16) {
         w_dec8_16<DT>(((const uint4*)row)[g], o);
     } else if (DT == DT_Q8_0) {
-        const unsigned char* b = row + (long long)(g >> 2) * 34;
-        const float d = dec_f16(*(const unsigned short*)b);
-        const unsigned short* q = (const unsigned short*)(b + 2 + (g & 3) * 8);
+        const unsigned char* sb = row + (long long)(g >> 4) * 136;
+        const float d = dec_f16(((const unsigned short*)sb)[(g >> 2) & 3]);
+        const uint2 q = *(const uint2*)(sb + 8 + 8 * (g & 15));
+        // q + 128 as the low mantissa byte of 2^23 (one PRMT), minus
+        // 2^23 + 128 (one FADD): the exact integer, without the
+        // quarter-rate I2F conversion.
+        const unsigned int w[2] = {q.x ^ 0x80808080u, q.y ^ 0x80808080u};
 #pragma unroll
-        for (int k = 0; k < 4; ++k) q8_unpack2(q[k], d, o + 2 * k);
+        for (int k = 0; k < 8; ++k)
+            o[k] = d * (__uint_as_float(__byte_perm(w[k >> 2], 0x4B000000u, 0x7540u + (k & 3))) - 8388736.0f);
     } else {
-        const unsigned char* b = row + (long long)(g >> 2) * 18;
-        const float d = dec_f16(*(const unsigned short*)b);
-        const int sub = g & 3;  // elements 8 sub .. 8 sub + 7
-        const unsigned short* q = (const unsigned short*)(b + 2 + (sub & 1) * 8);
+        // Elements 8 sub .. 8 sub + 7 of block (g >> 2) & 3: the low (sub < 2)
+        // or high nibbles of its bytes 8 (sub & 1) .. 8 (sub & 1) + 7.
+        const unsigned char* sb = row + (long long)(g >> 4) * 72;
+        const int blk = (g >> 2) & 3, sub = g & 3;
+        const float d = dec_f16(((const unsigned short*)sb)[blk]);
+        const uint2 q = *(const uint2*)(sb + 8 + 16 * blk + 8 * (sub & 1));
         const int shift = sub >= 2 ? 4 : 0;
+        // The nibbles n as the low mantissa bits of 2^23, minus 2^23 + 8: the
+        // exact n - 8 (no I2F).
+        const unsigned int w[2] = {(q.x >> shift) & 0x0f0f0f0fu, (q.y >> shift) & 0x0f0f0f0fu};
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const unsigned int h = q[k];
-            o[2 * k] = d * (float)((int)((h >> shift) & 15u) - 8);
-            o[2 * k + 1] = d * (float)((int)((h >> (8 + shift)) & 15u) - 8);
-        }
+        for (int k = 0; k < 8; ++k)
+            o[k] = d * (__uint_as_float(__byte_perm(w[k >> 2], 0x4B000000u, 0x7540u + (k & 3))) - 8388616.0f);
     }
 }
 

@@ -29,6 +29,7 @@
 //! replayed (the slot indices and tokens live in fixed device buffers the
 //! kernels read, written before each replay).
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 
@@ -241,6 +242,58 @@ fn encode(v: &[f32], cols: usize, dt: DType) -> Vec<u8> {
     }
 }
 
+/// Bytes of one decoder row of `cols` elements of type `dt`
+/// (`w_row_bytes` in decode_common.cuh): the file's own for F32 / F16 /
+/// BF16; for Q8_0 / Q4_0 the repacked layout of [`repack`] (v10).
+fn dec_row_bytes(dt: DType, cols: usize) -> usize {
+    let (full, rem) = (cols / 128, cols % 128);
+    match dt {
+        DType::Q8_0 => full * 136 + if rem > 0 { 8 + rem } else { 0 },
+        DType::Q4_0 => full * 72 + if rem > 0 { 8 + rem / 2 } else { 0 },
+        _ => dt.row_bytes(cols),
+    }
+}
+
+/// Repacks ggml Q8_0 / Q4_0 rows (`cols % 32 == 0`; blocks of an f16 scale
+/// then 32 int8 / 16 bytes of nibbles) for the decode kernels (v10): each
+/// row in superblocks of 4 blocks (128 elements), the 4 scales first (8
+/// bytes; a last partial superblock keeps all 8), then the blocks' quants
+/// in order, unchanged. Every superblock is a multiple of 8 bytes, so the
+/// kernels load 8 quants (Q8_0) or 16 nibbles (Q4_0) as one aligned 8-byte
+/// word instead of four 2-byte loads (34- and 18-byte blocks are only
+/// 2-byte aligned); the values, and so the results, are the same. Other
+/// types are returned as they are.
+fn repack(data: &[u8], rows: usize, cols: usize, dt: DType) -> Cow<'_, [u8]> {
+    let blk = match dt {
+        DType::Q8_0 => 34,
+        DType::Q4_0 => 18,
+        _ => return Cow::Borrowed(data),
+    };
+    let nb = cols / QK;
+    let out_row = dec_row_bytes(dt, cols);
+    let mut out = vec![0u8; rows * out_row];
+    for (src, dst) in data
+        .chunks_exact(nb * blk)
+        .zip(out.chunks_exact_mut(out_row))
+    {
+        let mut o = 0;
+        for sb in src.chunks(4 * blk) {
+            let k = sb.len() / blk;
+            for (i, b) in sb.chunks_exact(blk).enumerate() {
+                dst[o + 2 * i..o + 2 * i + 2].copy_from_slice(&b[..2]);
+            }
+            o += 8;
+            for b in sb.chunks_exact(blk) {
+                dst[o..o + blk - 2].copy_from_slice(&b[2..]);
+                o += blk - 2;
+            }
+            debug_assert!(k <= 4);
+        }
+        debug_assert_eq!(o, out_row);
+    }
+    Cow::Owned(out)
+}
+
 fn gemm_type(dt: DType) -> Option<DataType> {
     match dt {
         DType::F32 => Some(DataType::F32),
@@ -276,14 +329,14 @@ fn push_mat(
     };
     let mut f32s: Option<Vec<f32>> = None;
     let ptr = if target == m.dtype {
-        img.push(m.data)
+        img.push(&repack(m.data, m.rows, m.cols, target))
     } else {
         let v = dequant(model, t);
-        let off = img.push(&encode(&v, m.cols, target));
+        let off = img.push(&repack(&encode(&v, m.cols, target), m.rows, m.cols, target));
         f32s = Some(v);
         off
     };
-    let bytes = target.row_bytes(m.cols) * m.rows;
+    let bytes = dec_row_bytes(target, m.cols) * m.rows;
     let gemm = match gemm_type(target) {
         Some(g) => Some((ptr, g, bytes)),
         None if gemm_copy => {
@@ -557,6 +610,8 @@ pub struct GpuDecoder<'c> {
     stamp: Vec<u64>,
     step_no: u64,
     last: Option<(Mode, usize)>,
+    /// The slot list `slots_dev` holds (set_slots skips an equal upload).
+    uploaded_slots: Vec<i32>,
 }
 
 impl<'c> GpuDecoder<'c> {
@@ -799,6 +854,7 @@ impl<'c> GpuDecoder<'c> {
             stamp: vec![0; bmax],
             step_no: 0,
             last: None,
+            uploaded_slots: Vec::new(),
             ctx: own,
         };
         // Compile and load every kernel now (never during a graph capture).
@@ -905,7 +961,7 @@ impl<'c> GpuDecoder<'c> {
             w += mat(&l.out_proj) + vecs;
         }
         w += mat(&self.head) + d as u64 * 4;
-        w += (batch * self.embed.dtype.row_bytes(d)) as u64;
+        w += (batch * dec_row_bytes(self.embed.dtype, d)) as u64;
         let s = 2 * (batch * self.cfg.state_len() * 4) as u64;
         (w, s)
     }
@@ -1102,7 +1158,15 @@ impl<'c> GpuDecoder<'c> {
             self.stamp[s] = self.step_no;
             ids.push(slot as i32);
         }
-        self.htod(self.slots_dev.ptr, &ids)
+        // The same slots as the last step (a steady stream): the device
+        // copy is still right, so no upload (one copy less per step).
+        if ids == self.uploaded_slots {
+            return Ok(());
+        }
+        self.uploaded_slots.clear();
+        self.htod(self.slots_dev.ptr, &ids)?;
+        self.uploaded_slots = ids;
+        Ok(())
     }
 
     /// One step of `batch.len()` streams, each fed one token: `(slot,
@@ -1761,5 +1825,71 @@ impl<'c> GpuDecoder<'c> {
         };
         r?;
         self.mark("head")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Element `c` of a repacked row, read as decode_common.cuh's `w_load1` does.
+    fn load1(row: &[u8], c: usize, dt: DType) -> f32 {
+        let blk = (c >> 5) & 3;
+        let (sb, qoff) = match dt {
+            DType::Q8_0 => ((c >> 7) * 136, 8 + (c & 127)),
+            _ => ((c >> 7) * 72, 8 + 16 * blk + (c & 15)),
+        };
+        let d = f16::from_bits(u16::from_le_bytes([
+            row[sb + 2 * blk],
+            row[sb + 2 * blk + 1],
+        ]))
+        .to_f32();
+        let q = row[sb + qoff];
+        match dt {
+            DType::Q8_0 => d * f32::from(q as i8),
+            _ => {
+                let v = if c & 31 < 16 { q & 15 } else { q >> 4 };
+                d * (f32::from(v) - 8.0)
+            }
+        }
+    }
+
+    /// The repacked Q8_0 / Q4_0 rows hold the same values as ggml's blocks,
+    /// for whole and partial 128-element superblocks, at the row sizes the
+    /// kernels compute.
+    #[test]
+    fn repacked_rows_hold_the_ggml_values() {
+        for dt in [DType::Q8_0, DType::Q4_0] {
+            for cols in [32, 96, 128, 160, 768, 800] {
+                let rows = 3;
+                let v: Vec<f32> = (0..rows * cols)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+                    .collect();
+                let ggml = encode(&v, cols, dt);
+                let mut want = vec![0f32; rows * cols];
+                let blk = if dt == DType::Q8_0 { 34 } else { 18 };
+                for (b, out) in ggml.chunks_exact(blk).zip(want.chunks_exact_mut(QK)) {
+                    if dt == DType::Q8_0 {
+                        bytemuck::pod_read_unaligned::<BlockQ8_0>(b).dequantize(out);
+                    } else {
+                        bytemuck::pod_read_unaligned::<BlockQ4_0>(b).dequantize(out);
+                    }
+                }
+                let packed = repack(&ggml, rows, cols, dt);
+                let rb = dec_row_bytes(dt, cols);
+                assert_eq!(packed.len(), rows * rb, "{dt:?} {cols}");
+                assert_eq!(rb % 8, 0, "{dt:?} {cols}");
+                for r in 0..rows {
+                    for c in 0..cols {
+                        let got = load1(&packed[r * rb..(r + 1) * rb], c, dt);
+                        assert_eq!(
+                            got.to_bits(),
+                            want[r * cols + c].to_bits(),
+                            "{dt:?} {cols} {r} {c}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
