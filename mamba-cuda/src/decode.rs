@@ -9,9 +9,11 @@
 //! leave between steps.
 //!
 //! Per layer, for the `b` streams of a step (kernels in `kernels/decode_*.cu`):
-//!   1. in_proj with the RMSNorm fused into its prologue (`decode_gemv.cu`),
-//!      reading the weights in their stored type (F32, F16, BF16, Q8_0, Q4_0);
-//!      or, for `b >= gemm_min_batch`, `rmsnorm.cu` + a cuBLAS tensor-core GEMM;
+//!   1. in_proj with the RMSNorm fused into its prologue (`decode_gemv.cu`,
+//!      a batch-1 entry for one stream), reading the weights in their type
+//!      (F32, F16, BF16; Q8_0 and Q4_0 repacked at load into 8-byte-aligned
+//!      superblocks, the same values); or, for `b >= gemm_min_batch`,
+//!      `rmsnorm.cu` + a cuBLAS tensor-core GEMM;
 //!   2. conv window update + SiLU + this channel chunk's part of x_proj
 //!      (`decode_conv.cu`);
 //!   3. the chunk sums of x_proj, dt_proj + softplus, the state update in
@@ -120,9 +122,9 @@ pub struct DecodeOptions {
     /// as cuBLAS tensor-core GEMMs (f16 / bf16 / f32 weights directly;
     /// Q8_0 / Q4_0 ones through an f16 copy made at creation); smaller steps
     /// use the GEMV kernel. `usize::MAX`: never (no cuBLAS, no copy).
-    /// Default 2: on the H200 (v3) cuBLAS at 2 streams (0.71 ms a step,
-    /// 130m shape) beat the GEMV kernel at 1 (0.79 ms); v4's GEMV runs b = 1
-    /// in 0.54 ms, b = 2..8 not re-measured; see NOTES.md.
+    /// Default 2: on the H200 (v9, 130m shape, f16) cuBLAS takes 0.605 ms a
+    /// step at 2 streams and 0.658 at 4, the GEMV kernel 0.631 and 0.847
+    /// (and 0.395 at 1 stream, its own entry); see NOTES.md.
     pub gemm_min_batch: usize,
 }
 
