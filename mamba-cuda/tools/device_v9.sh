@@ -1,10 +1,14 @@
 #!/bin/bash
-# v9 (batch 1) on the GPU machine (the `run` tool), from the repository root, with the
-# executables of stage_device.sh in .device/: ptxas register use of the
-# small-batch kernels (sm_90), the decode benchmark (batches 1, 64,
-# 256; every weight type, graphs on, median of 100 steps; run twice) with an
-# A/B run (MAMBA_DECODE_GEMV1=0), then the C API's CUDA tests alone, then the
-# decode tests. Logs to $OUT (8 files at most).
+# Decode (session 3, v9/v10) on the GPU machine (the `run` tool), from the
+# repository root, with the executables of stage_device.sh in .device/:
+# ptxas register use of the GEMV and SSM kernels (sm_90); the decode benchmark
+# (batches 1, 64, 256, every weight type, graphs on, median of STEPS=100
+# steps; QUICK=1 skips this first run) and a second run at 1 and 256; the
+# CLI (`mamba-cli bench --backend cuda --streams 1/64/256`, f16 and q8_0);
+# AB=1: an A/B run with MAMBA_DECODE_GEMV1=0; then the C API's CUDA tests
+# (Rust, then the C programs) and the decode tests; ALL=1: also the other GPU
+# tests (kernel compile, scan, conv, no-GPU probe, prefill). Logs to $OUT
+# (8 files at most come back).
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
