@@ -29,10 +29,20 @@ fn load(c: &ModelConfig, dtype: DType, seed: u64) -> LoadedModel {
     LoadedModel::from_aligned(random_model(c, dtype, seed).to_bytes()).unwrap()
 }
 
-/// max |a - b| / max |b|.
+/// max |a - b| / max |b| (infinite when `a` holds a NaN or an infinity).
 fn rel_max(a: &[f32], b: &[f32]) -> f32 {
-    let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |e, (x, y)| e.max((x - y).abs())) / m
+    assert_eq!(a.len(), b.len());
+    let m = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    // `f32::max` drops a NaN operand: a NaN (or infinity) in `a` counts as
+    // an infinite error instead of vanishing.
+    let e = a.iter().zip(b).fold(0f32, |e, (x, y)| {
+        if x.is_finite() {
+            e.max((x - y).abs())
+        } else {
+            f32::INFINITY
+        }
+    });
+    e / m
 }
 
 /// ||a - b|| / ||b||.
