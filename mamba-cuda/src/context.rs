@@ -34,6 +34,28 @@ pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> Result<R, GpuError>) -> R
     }
 }
 
+/// Milliseconds per stage of a profiled run: `marks` are the events recorded
+/// after each stage, in order, `start` the one before the first; a stage name
+/// that repeats (a layer's stages) sums, in order of first appearance.
+pub(crate) fn stage_times(
+    start: &cudarc::driver::CudaEvent,
+    marks: &[(&'static str, cudarc::driver::CudaEvent)],
+) -> Result<Vec<(&'static str, f32)>, GpuError> {
+    let mut out: Vec<(&'static str, f32)> = Vec::new();
+    let mut prev = start;
+    for (name, ev) in marks {
+        let ms = prev
+            .elapsed_ms(ev)
+            .map_err(|e| GpuError::driver("cuEventElapsedTime", e))?;
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, t)) => *t += ms,
+            None => out.push((name, ms)),
+        }
+        prev = ev;
+    }
+    Ok(out)
+}
+
 /// What the launch sizing needs to know about the device.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DeviceProps {

@@ -42,7 +42,7 @@ use mamba_core::quant::{BlockQ4_0, BlockQ8_0, QK};
 use mamba_core::{DType, Model, ModelConfig, TensorRef};
 
 use crate::compile::{DECODE_ARGMAX, DECODE_CONV, DECODE_EMBED, DECODE_GEMV, DECODE_SSM};
-use crate::context::{GpuContext, HostMapped, RawBuffer, guard};
+use crate::context::{GpuContext, HostMapped, RawBuffer, guard, stage_times};
 use crate::error::GpuError;
 use crate::gemm::{Blas, DataType, GemmPrecision, Operand};
 use crate::model_ops;
@@ -1298,19 +1298,7 @@ impl<'c> GpuDecoder<'c> {
         self.graphs_on = on;
         r?;
         self.ctx.synchronize()?;
-        let mut out: Vec<(&'static str, f32)> = Vec::new();
-        let mut prev = &start;
-        for (name, ev) in &marks {
-            let ms = prev
-                .elapsed_ms(ev)
-                .map_err(|e| GpuError::driver("cuEventElapsedTime", e))?;
-            match out.iter_mut().find(|(n, _)| n == name) {
-                Some((_, t)) => *t += ms,
-                None => out.push((name, ms)),
-            }
-            prev = ev;
-        }
-        Ok(out)
+        stage_times(&start, &marks)
     }
 
     /// Runs one step of `b` streams: graph replay, capture, or plain launches.
@@ -1340,38 +1328,12 @@ impl<'c> GpuDecoder<'c> {
             self.seen.insert(key);
             return self.enqueue(mode, b);
         }
-        let stream = self.ctx.stream().clone();
-        let captured = guard("cuStreamBeginCapture", || {
-            stream
-                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
-                .map_err(|e| GpuError::driver("cuStreamBeginCapture", e))?;
-            let r = self.enqueue(mode, b);
-            let g = stream.end_capture(sys::CUgraphInstantiate_flags(0));
-            match (r, g) {
-                (Ok(()), Ok(Some(g))) => Ok(Some(g)),
-                (Err(e), _) => Err(e),
-                (Ok(()), Ok(None)) => Err(GpuError::invalid("empty graph")),
-                (Ok(()), Err(e)) => Err(GpuError::driver("cuStreamEndCapture", e)),
-            }
-        });
-        let captured = match captured {
+        let captured = match self.capture(mode, b) {
             Err(_) | Ok(None) if self.pdl.get() => {
                 // Maybe this driver cannot capture programmatic launches:
                 // capture again without them (graphs beat PDL alone).
                 self.pdl.set(false);
-                guard("cuStreamBeginCapture", || {
-                    stream
-                        .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
-                        .map_err(|e| GpuError::driver("cuStreamBeginCapture", e))?;
-                    let r = self.enqueue(mode, b);
-                    let g = stream.end_capture(sys::CUgraphInstantiate_flags(0));
-                    match (r, g) {
-                        (Ok(()), Ok(Some(g))) => Ok(Some(g)),
-                        (Err(e), _) => Err(e),
-                        (Ok(()), Ok(None)) => Err(GpuError::invalid("empty graph")),
-                        (Ok(()), Err(e)) => Err(GpuError::driver("cuStreamEndCapture", e)),
-                    }
-                })
+                self.capture(mode, b)
             }
             c => c,
         };
@@ -1393,6 +1355,24 @@ impl<'c> GpuDecoder<'c> {
                 self.enqueue(mode, b)
             }
         }
+    }
+
+    /// Captures one step of `b` streams on the decoder's stream into a graph.
+    fn capture(&self, mode: Mode, b: usize) -> Result<Option<CudaGraph>, GpuError> {
+        let stream = self.ctx.stream().clone();
+        guard("cuStreamBeginCapture", || {
+            stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+                .map_err(|e| GpuError::driver("cuStreamBeginCapture", e))?;
+            let r = self.enqueue(mode, b);
+            let g = stream.end_capture(sys::CUgraphInstantiate_flags(0));
+            match (r, g) {
+                (Ok(()), Ok(Some(g))) => Ok(Some(g)),
+                (Err(e), _) => Err(e),
+                (Ok(()), Ok(None)) => Err(GpuError::invalid("empty graph")),
+                (Ok(()), Err(e)) => Err(GpuError::driver("cuStreamEndCapture", e)),
+            }
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

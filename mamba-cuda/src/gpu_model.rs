@@ -21,7 +21,7 @@ use mamba_core::{Model, ModelConfig, TensorRef};
 
 use crate::buffer::{Element, GpuBuffer, MatView, MatViewMut};
 use crate::causal_conv1d::{ConvInputs, ConvShape};
-use crate::context::{GpuContext, RawBuffer};
+use crate::context::{GpuContext, RawBuffer, stage_times};
 use crate::error::GpuError;
 use crate::gemm::{Blas, DataType, GemmPrecision, Operand};
 use crate::model_ops;
@@ -491,19 +491,7 @@ impl<'m, 'c> PrefillRun<'m, 'c> {
         let marks = self.marks.take().unwrap_or_default();
         r?;
         self.model.ctx.synchronize()?;
-        let mut out: Vec<(&'static str, f32)> = Vec::new();
-        let mut prev = &start;
-        for (name, ev) in &marks {
-            let ms = prev
-                .elapsed_ms(ev)
-                .map_err(|e| GpuError::driver("cuEventElapsedTime", e))?;
-            match out.iter_mut().find(|(n, _)| n == name) {
-                Some((_, t)) => *t += ms,
-                None => out.push((name, ms)),
-            }
-            prev = ev;
-        }
-        Ok(out)
+        stage_times(&start, &marks)
     }
 
     /// Queues the whole model over the tokens; returns without waiting.
