@@ -512,6 +512,24 @@ pub fn tile_4xn<const T: usize>(
 }
 
 /// Quantize the rows of `x` (`t` rows of `cols` floats, `cols` a multiple of 32) to the
+/// The 32 floats at `p` (one quantization block) as two vectors, and their largest
+/// magnitude: the shared start of [`quantize_u8`] and [`quantize_act`].
+///
+/// # Safety
+/// `p .. p + 32` must be readable (unaligned is fine).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn load_block(p: *const f32) -> (__m512, __m512, f32) {
+    let sign = _mm512_set1_ps(-0.0);
+    // SAFETY: the caller guarantees p .. p + 32 is readable.
+    let (v0, v1) = unsafe { (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))) };
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(
+        _mm512_andnot_ps(sign, v0),
+        _mm512_andnot_ps(sign, v1),
+    ));
+    (v0, v1, amax)
+}
+
 /// int8 blocks of [`Q8Act`] (scale max|x| / 127, round to nearest) stored as unsigned
 /// bytes `q + 128` in `xu` (t x cols) with the block scales in `xd` (t x cols / 32): the
 /// activation side of [`matmat_q_rows`].
@@ -519,17 +537,11 @@ pub fn tile_4xn<const T: usize>(
 pub fn quantize_u8(x: &[f32], xu: &mut [u8], xd: &mut [f32]) {
     let n = xd.len();
     assert!(x.len() >= n * 32 && xu.len() >= n * 32);
-    let sign = _mm512_set1_ps(-0.0);
     for (bi, d_out) in xd.iter_mut().enumerate() {
         // SAFETY: block bi < n covers x[32 bi..32 bi + 32] and xu[32 bi..32 bi + 32]
         // (asserted lengths); unaligned loads and stores.
         unsafe {
-            let v0 = _mm512_loadu_ps(x.as_ptr().add(32 * bi));
-            let v1 = _mm512_loadu_ps(x.as_ptr().add(32 * bi + 16));
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(
-                _mm512_andnot_ps(sign, v0),
-                _mm512_andnot_ps(sign, v1),
-            ));
+            let (v0, v1, amax) = load_block(x.as_ptr().add(32 * bi));
             let d = amax / 127.0;
             let (d, id) = if d.is_normal() {
                 (d, 1.0 / d)
@@ -554,17 +566,11 @@ pub fn quantize_u8(x: &[f32], xu: &mut [u8], xd: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub fn quantize_act(x: &[f32], out: &mut [Q8Act]) {
     assert!(x.len() >= out.len() * 32);
-    let sign = _mm512_set1_ps(-0.0);
     for (bi, o) in out.iter_mut().enumerate() {
         // SAFETY: block bi covers x[32 bi..32 bi + 32] (asserted); o.qs is 32 bytes;
         // unaligned loads and stores.
         unsafe {
-            let v0 = _mm512_loadu_ps(x.as_ptr().add(32 * bi));
-            let v1 = _mm512_loadu_ps(x.as_ptr().add(32 * bi + 16));
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(
-                _mm512_andnot_ps(sign, v0),
-                _mm512_andnot_ps(sign, v1),
-            ));
+            let (v0, v1, amax) = load_block(x.as_ptr().add(32 * bi));
             let d = amax / 127.0;
             if !d.is_normal() {
                 *o = Q8Act::ZERO;
