@@ -12,8 +12,9 @@
 # Disk: a CI machine's disk is shared and has run out under this script. So debug
 # builds carry line tables only and no incremental state, and each build folder that
 # no later step uses is removed once its step is done (target/debug after the NVRTC
-# step, the cross, sanitizer, Miri and fuzz folders after theirs). The peak is about
-# 4 GB (measured: README, "Tests"); every step prints the space left.
+# step, the cross, sanitizer, Miri and fuzz folders after theirs). A clean clone's
+# build folders peak at about 2.3 GB, against 9 GB before (README, "Tests"); every
+# step prints the space left.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
