@@ -13,7 +13,7 @@
 # builds carry line tables only and no incremental state, and each build folder that
 # no later step uses is removed once its step is done (target/debug after the NVRTC
 # step, the cross, sanitizer, Miri and fuzz folders after theirs). A clean clone's
-# build folders peak at about 2.3 GB, against 9 GB before (README, "Tests"); every
+# build folders peak at about 2.1 GiB, against 9 GiB before (README, "Tests"); every
 # step prints the space left.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,7 +22,7 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 
-free_space() { df -Pk . | awk 'NR == 2 { printf "%.1f GB free", $4 / 1048576 }'; }
+free_space() { df -Pk . | awk 'NR == 2 { printf "%.1f GiB free", $4 / 1048576 }'; }
 # Removes build folders no later step needs (not with MAMBA_KEEP_TARGETS=1).
 prune() {
     [ "${MAMBA_KEEP_TARGETS:-0}" = 1 ] && return 0
