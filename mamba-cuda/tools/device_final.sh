@@ -5,15 +5,7 @@
 # tests, the scan tests and benchmark, the prefill benchmark and `mamba-cli
 # bench --backend cuda` (prefill and decode streams). Log in $OUT/log.
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-D=.device
-export MAMBA_REQUIRE_GPU=1
-export MAMBA_CUDA_CACHE_DIR=/tmp/mamba-cuda-cache
-export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
-exec > >(tee -a "$OUT/log") 2>&1
-t0=$SECONDS
-stamp() { echo "---- [$((SECONDS - t0))s] $*"; }
+source "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 
 stamp "tests: cuda_prefill (background), C API"
