@@ -2,47 +2,16 @@
 //! every kernel path and thread count against the scalar reference, chunked prefill
 //! against step mode, and the accuracy of Q8_0 / Q4_0 weights against f32.
 
+mod common;
+
+use common::{rel_max, small_cfg};
 use mamba_core::{DType, Isa, ModelConfig, Scalar};
 use mamba_rt::cpu::random_model::{random_model, shape_130m};
 use mamba_rt::cpu::{CpuKernels, isa_available};
 use mamba_rt::{LoadedModel, Session};
 
-fn small(n: usize, biases: bool) -> ModelConfig {
-    ModelConfig {
-        d_model: 128,
-        n_layer: 3,
-        d_inner: 256,
-        d_state: n,
-        d_conv: 4,
-        dt_rank: 8,
-        vocab_size: 300,
-        eps: 1e-5,
-        in_proj_bias: biases,
-        out_proj_bias: biases,
-        conv_bias: !biases,
-        tied_head: !biases,
-        dt_b_c_rms: biases,
-    }
-}
-
 fn load(c: &ModelConfig, dtype: DType, seed: u64) -> LoadedModel {
     LoadedModel::from_aligned(random_model(c, dtype, seed).to_bytes()).unwrap()
-}
-
-/// max |a - b| / max |b| (infinite when `a` holds a NaN or an infinity).
-fn rel_max(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let m = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-    // `f32::max` drops a NaN operand: a NaN (or infinity) in `a` counts as
-    // an infinite error instead of vanishing.
-    let e = a.iter().zip(b).fold(0f32, |e, (x, y)| {
-        if x.is_finite() {
-            e.max((x - y).abs())
-        } else {
-            f32::INFINITY
-        }
-    });
-    e / m
 }
 
 /// ||a - b|| / ||b||.
@@ -80,7 +49,7 @@ fn every_path_matches_scalar_on_a_whole_model() {
             DType::Q8_0,
             DType::Q4_0,
         ] {
-            let m = load(&small(n, biases), dtype, 3);
+            let m = load(&small_cfg(n, biases, biases), dtype, 3);
             let toks = tokens(20, 300);
             let want = step_logits(&m, &Scalar, &toks);
             for isa in isas() {
@@ -105,7 +74,7 @@ fn every_path_matches_scalar_on_a_whole_model() {
 fn prefill_matches_step_mode() {
     for (n, biases) in [(16, false), (5, true)] {
         for dtype in [DType::F32, DType::Q8_0] {
-            let m = load(&small(n, biases), dtype, 5);
+            let m = load(&small_cfg(n, biases, biases), dtype, 5);
             let v = m.config().vocab_size;
             // 300 tokens: two full blocks of 120 and a partial one.
             let toks = tokens(300, v);
@@ -144,7 +113,7 @@ fn prefill_matches_step_mode() {
 
 #[test]
 fn prefill_embeddings_matches_step_embedding() {
-    let m = load(&small(16, false), DType::F32, 9);
+    let m = load(&small_cfg(16, false, false), DType::F32, 9);
     let d = m.config().d_model;
     let t = 70;
     let x: Vec<f32> = (0..t * d)
@@ -165,7 +134,7 @@ fn prefill_embeddings_matches_step_embedding() {
 
 #[test]
 fn prefill_rejects_bad_input_and_leaves_state() {
-    let m = load(&small(16, false), DType::F32, 1);
+    let m = load(&small_cfg(16, false, false), DType::F32, 1);
     let k = CpuKernels::new(1);
     let mut s = Session::new(&m);
     let mut l = vec![0f32; 300];

@@ -11,7 +11,8 @@
 
 mod common;
 
-use common::cuda::{CONFORMANCE, fixture, gpu, random_cfg, rel_max};
+use common::cuda::{CONFORMANCE, fixture, gpu, random_cfg};
+use common::rel_max;
 use mamba_core::{DType, Scalar};
 use mamba_cuda::{
     DecodeOptions, DecodeWeights, GemmPrecision, GpuContext, GpuDecoder, GpuModel, LogitsWanted,

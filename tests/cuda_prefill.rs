@@ -10,7 +10,8 @@
 
 mod common;
 
-use common::cuda::{CONFORMANCE, fixture, gpu, random_cfg, rel_max};
+use common::cuda::{CONFORMANCE, fixture, gpu, random_cfg};
+use common::rel_max;
 use mamba_core::{DType, Scalar};
 use mamba_cuda::{GemmPrecision, GpuContext, GpuModel, LogitsWanted};
 use mamba_rt::LoadedModel;

@@ -1,5 +1,6 @@
 //! Shared by the root package's GPU tests (`cuda_prefill`, `cuda_decode`): the device or a
-//! clean skip, the conformance fixtures, a small random model shape, the error measure.
+//! clean skip, the conformance fixtures, a small random model shape (the error measure,
+//! `rel_max`, is in the parent module, shared with the CPU tests).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -37,40 +38,13 @@ pub fn gpu() -> Option<&'static GpuContext> {
     }
 }
 
-/// max |a - b| / max |b| (infinite when `a` holds a NaN).
-pub fn rel_max(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let m = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-    let e = a.iter().zip(b).fold(0f32, |e, (x, y)| {
-        if x.is_nan() {
-            f32::INFINITY
-        } else {
-            e.max((x - y).abs())
-        }
-    });
-    e / m
-}
-
 /// The conformance fixture folder `name`.
 pub fn fixture(name: &str) -> PathBuf {
     super::repo().join("tests/fixtures/conformance").join(name)
 }
 
-/// A small random-model shape with every optional tensor on (`biases`) or off.
+/// The small random-model shape (16 states) with every optional tensor on
+/// (`biases`) or off.
 pub fn random_cfg(biases: bool) -> ModelConfig {
-    ModelConfig {
-        d_model: 128,
-        n_layer: 3,
-        d_inner: 256,
-        d_state: 16,
-        d_conv: 4,
-        dt_rank: 8,
-        vocab_size: 300,
-        eps: 1e-5,
-        in_proj_bias: biases,
-        out_proj_bias: biases,
-        conv_bias: !biases,
-        tied_head: !biases,
-        dt_b_c_rms: false,
-    }
+    super::small_cfg(16, biases, false)
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use mamba_core::DType;
+use mamba_core::{DType, ModelConfig};
 use mamba_rt::gguf_write::{GgufWriter, add_f32, add_matrix, write_mamba_metadata};
 use std::path::{Path, PathBuf};
 
@@ -174,6 +174,42 @@ pub fn rel_err(a: &[f32], r: &[f64]) -> f64 {
         den += y * y;
     }
     (num / den.max(1e-300)).sqrt()
+}
+
+/// max |a - b| / max |b|. `f32::max` drops a NaN operand, so a NaN (or
+/// infinity) in `a` counts as an infinite error instead of vanishing.
+pub fn rel_max(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let m = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let e = a.iter().zip(b).fold(0f32, |e, (x, y)| {
+        if x.is_finite() {
+            e.max((x - y).abs())
+        } else {
+            f32::INFINITY
+        }
+    });
+    e / m
+}
+
+/// A small random-model shape (D 128, 3 layers, E 256, V 300) with `d_state`
+/// states; `biases` turns every optional bias on (conv bias and tied head
+/// off), `dt_b_c_rms` the dt/B/C norms.
+pub fn small_cfg(d_state: usize, biases: bool, dt_b_c_rms: bool) -> ModelConfig {
+    ModelConfig {
+        d_model: 128,
+        n_layer: 3,
+        d_inner: 256,
+        d_state,
+        d_conv: 4,
+        dt_rank: 8,
+        vocab_size: 300,
+        eps: 1e-5,
+        in_proj_bias: biases,
+        out_proj_bias: biases,
+        conv_bias: !biases,
+        tied_head: !biases,
+        dt_b_c_rms,
+    }
 }
 
 /// Read little-endian f64 values.
