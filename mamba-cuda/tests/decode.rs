@@ -64,6 +64,14 @@ fn rel_max(a: &[f32], b: &[f32]) -> f32 {
     e / m
 }
 
+/// How many of the paired values differ in any bit.
+fn bits_differ(a: &[f32], b: &[f32]) -> usize {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count()
+}
+
 fn opts(weights: DecodeWeights, max_slots: usize) -> DecodeOptions {
     DecodeOptions {
         weights,
@@ -336,19 +344,11 @@ fn split_ssm_gives_the_same_bits_as_the_fused_ssm() {
             let at = pairs.iter().position(|p| p.0 == me).unwrap();
             let got = crowd.logits().unwrap();
             let got = &got[at * v..(at + 1) * v];
-            diff_logits += got
-                .iter()
-                .zip(&want)
-                .filter(|(x, y)| x.to_bits() != y.to_bits())
-                .count();
+            diff_logits += bits_differ(got, &want);
         }
         let sa = alone.save_slot(a).unwrap();
         let sc = crowd.save_slot(me).unwrap();
-        diff_state += sa
-            .iter()
-            .zip(&sc)
-            .filter(|(x, y)| x.to_bits() != y.to_bits())
-            .count();
+        diff_state += bits_differ(&sa, &sc);
         eprintln!(
             "rel {} split-ssm {file}: alone (fused) vs batch of {n} (split), 24 steps: \
              {diff_logits} logits and {diff_state} state values differ in any bit",
@@ -406,29 +406,17 @@ fn batch_one_gemv_gives_the_same_bits_as_the_batched_gemv() {
                     .map(|(&s, x)| (s, x.as_slice()))
                     .collect();
                 let h5 = five.step_embeddings(&pairs).unwrap();
-                diff += h1
-                    .iter()
-                    .zip(&h5[me * d..(me + 1) * d])
-                    .filter(|(x, y)| x.to_bits() != y.to_bits())
-                    .count();
+                diff += bits_differ(&h1, &h5[me * d..(me + 1) * d]);
                 continue;
             }
             one.step_tokens(&[(a, token(me, t, v))]).unwrap();
             let pairs: Vec<(u32, u32)> = (0..5).map(|i| (sf[i], token(i, t, v))).collect();
             five.step_tokens(&pairs).unwrap();
             let (l1, l5) = (one.logits().unwrap(), five.logits().unwrap());
-            diff += l1
-                .iter()
-                .zip(&l5[me * v..(me + 1) * v])
-                .filter(|(x, y)| x.to_bits() != y.to_bits())
-                .count();
+            diff += bits_differ(&l1, &l5[me * v..(me + 1) * v]);
         }
         let (s1, s5) = (one.save_slot(a).unwrap(), five.save_slot(sf[me]).unwrap());
-        diff += s1
-            .iter()
-            .zip(&s5)
-            .filter(|(x, y)| x.to_bits() != y.to_bits())
-            .count();
+        diff += bits_differ(&s1, &s5);
         eprintln!(
             "rel {} batch-one-gemv {file}: alone vs in a step of 5, 40 steps: \
              {diff} logits / hidden / state values differ in any bit",
