@@ -136,6 +136,21 @@ __device__ __forceinline__ float state_exp2(int j, float x) {
     return fast_exp2(x);
 }
 
+// Programmatic dependent launch (sm_90+; the host sets the attribute on the
+// combine and output launches of a split call). A kernel lets the next one
+// launch early (scan_pdl_launch), and waits for the previous one's results
+// (scan_pdl_wait) before reading them. No-ops without the attribute.
+__device__ __forceinline__ void scan_pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void scan_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 
@@ -217,6 +232,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
             }
         }
     } else if (OUTPUT) {
+        scan_pdl_wait();  // the combine pass wrote the start states
         const float* st = p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD + n0;
 #pragma unroll
         for (int j = 0; j < NT; ++j) s[j] = st[j];
@@ -226,6 +242,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
     const bool has_z = OUTPUT && p.z != nullptr;
     const bool writer = e_ok && g == 0;
 
+    if (!OUTPUT) scan_pdl_launch();  // the combine pass may launch and wait
     const int t_begin = c * p.chunk_len;
     const int t_end = min(p.L, t_begin + p.chunk_len);
     // Per-thread pointers at the chunk's first token, advanced token by token.
@@ -355,6 +372,8 @@ extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanPara
     const int e = (int)(en / NPAD);
     const int n = (int)(en - (long long)e * NPAD);
     const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
+    scan_pdl_launch();  // the output pass may launch and load its inputs
+    scan_pdl_wait();    // the chunk-state pass wrote the summaries
     const long long cstride = per_batch;  // from chunk c to c + 1
     float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
     const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;

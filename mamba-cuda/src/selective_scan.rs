@@ -205,6 +205,12 @@ pub(crate) fn plan(
     }
 }
 
+/// `MAMBA_CUDA_SCAN_PDL=0` launches the split scan's second and third
+/// kernels plainly instead of with programmatic dependent launch (for A/B).
+fn pdl_on() -> bool {
+    std::env::var("MAMBA_CUDA_SCAN_PDL").map_or(true, |v| v != "0")
+}
+
 /// `MAMBA_CUDA_SCAN_MAX_NT`: a tuning aid capping the states per thread
 /// (spreading N = 16 over 2 lanes with 8 each, say).
 fn max_nt() -> usize {
@@ -344,20 +350,29 @@ impl GpuContext {
             };
             self.launch(&f, cfg, &p)?;
             let f = self.function(&SELECTIVE_SCAN, "scan_combine")?;
+            let pdl = pdl_on();
             let threads = batch * e * plan.npad;
             let cfg = LaunchConfig {
                 grid_dim: (to_i32("grid", threads.div_ceil(THREADS))? as u32, 1, 1),
                 block_dim: (THREADS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
-            self.launch(&f, cfg, &p)?;
+            if pdl {
+                self.launch_programmatic(&f, cfg, &p)?;
+            } else {
+                self.launch(&f, cfg, &p)?;
+            }
         }
         let cfg = LaunchConfig {
             grid_dim: (grid_x, plan.nchunks as u32, batch as u32),
             block_dim: (THREADS as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        self.launch(&f_out, cfg, &p)
+        if plan.nchunks > 1 && pdl_on() {
+            self.launch_programmatic(&f_out, cfg, &p)
+        } else {
+            self.launch(&f_out, cfg, &p)
+        }
     }
 
     /// [`GpuContext::selective_scan`] on host slices: uploads, runs (the
