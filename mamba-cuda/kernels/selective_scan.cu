@@ -37,6 +37,9 @@
 #ifndef SCAN_POLY_EVERY
 #define SCAN_POLY_EVERY 0  // k > 0: every k-th state's exp2 runs on the FMA pipe (poly_exp2)
 #endif
+#ifndef SCAN_PREFETCH_GROUP
+#define SCAN_PREFETCH_GROUP 0  // load the next token group's u, delta, z ahead: 1 in the chunk-state kernel, 2 in both (variants to measure)
+#endif
 #ifndef SCAN_MIN_BLOCKS
 // __launch_bounds__ minimum resident blocks per SM. 6 caps registers at 80
 // (from 126): 24 warps per SM instead of 16. The scan is latency-bound, so
@@ -79,6 +82,20 @@ __device__ __forceinline__ float load_f(const float* p) { return __ldg(p); }
 __device__ __forceinline__ float load_f(const unsigned short* p) {
     return __uint_as_float(((unsigned int)__ldg(p)) << 16);
 }
+// Loads in program order (asm volatile): the prefetch below must not be sunk
+// to the end of the loop by the compiler, which it does with plain loads.
+__device__ __forceinline__ float ldg_early(const float* p) {
+    float r;
+    asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(r) : "l"(p) : "memory");
+    return r;
+}
+__device__ __forceinline__ unsigned short ldg_early(const unsigned short* p) {
+    unsigned short r;
+    asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(r) : "l"(p) : "memory");
+    return r;
+}
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
 __device__ __forceinline__ void store_f(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_f(unsigned short* p, float v) {
     // Round to nearest even; NaN stays NaN.
@@ -307,22 +324,67 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
         const float* brow = sB + n0;
         const float* crow = sC + n0;
         const int full = nt & ~(SCAN_GROUP - 1);
-        for (int tt = 0; tt < full; tt += SCAN_GROUP) {
-            float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
+        if constexpr (SCAN_PREFETCH_GROUP == 2 || (SCAN_PREFETCH_GROUP == 1 && !OUTPUT)) {
+            // The next group's raw values are loaded before this group's tokens
+            // run, so a warp does not wait on global memory every SCAN_GROUP tokens.
+            T pu[SCAN_GROUP], pd[SCAN_GROUP], pz[SCAN_GROUP];
+            auto fetch = [&]() {
 #pragma unroll
-            for (int q = 0; q < SCAN_GROUP; ++q) {
-                uu[q] = load_f(up);
-                dd[q] = load_f(dp);
-                zz[q] = has_z ? load_f(zp) : 0.0f;
-                up += u_rs;
-                dp += d_rs;
-                if (has_z) zp += z_rs;
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    pu[q] = ldg_early(up);
+                    pd[q] = ldg_early(dp);
+                    pz[q] = has_z ? ldg_early(zp) : (T)0;
+                    up += u_rs;
+                    dp += d_rs;
+                    if (has_z) zp += z_rs;
+                }
+            };
+            auto run_group = [&]() {
+                float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
+#pragma unroll
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    uu[q] = to_f(pu[q]);
+                    dd[q] = to_f(pd[q]);
+                    zz[q] = to_f(pz[q]);
+                }
+                return [&, uu, dd, zz]() {
+#pragma unroll
+                    for (int q = 0; q < SCAN_GROUP; ++q) {
+                        token(uu[q], dd[q], zz[q], brow, crow);
+                        brow += NPAD;
+                        crow += NPAD;
+                    }
+                };
+            };
+            if (full > 0) {
+                fetch();
+                // Every group but the last fetches the next one before its
+                // tokens run (no branch between, so the loads stay ahead).
+                for (int tt = SCAN_GROUP; tt < full; tt += SCAN_GROUP) {
+                    auto tokens = run_group();
+                    fetch();
+                    tokens();
+                }
+                run_group()();
             }
+        } else {
+            for (int tt = 0; tt < full; tt += SCAN_GROUP) {
+                float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
 #pragma unroll
-            for (int q = 0; q < SCAN_GROUP; ++q) {
-                token(uu[q], dd[q], zz[q], brow, crow);
-                brow += NPAD;
-                crow += NPAD;
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    uu[q] = load_f(up);
+                    dd[q] = load_f(dp);
+                    zz[q] = has_z ? load_f(zp) : 0.0f;
+                    up += u_rs;
+                    dp += d_rs;
+                    if (has_z) zp += z_rs;
+                }
+#pragma unroll
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    token(uu[q], dd[q], zz[q], brow, crow);
+                    brow += NPAD;
+                    crow += NPAD;
+                }
             }
         }
         for (int tt = full; tt < nt; ++tt) {

@@ -5,7 +5,11 @@
 #   1. the scan tests, then the prefill test (programmatic dependent launch on);
 #   2. the scan benchmark with the split's second and third kernels launched
 #      with PDL and without (MAMBA_CUDA_SCAN_PDL=0), in one call, so the ratio
-#      is measured on the same machine state;
+#      is measured on the same machine state; then the prefetch variants
+#      (NVRTC -D options, no rebuild), each after its own scan tests:
+#      SCAN_PREFETCH_GROUP=1 (the chunk-state sweep loads the next 4 tokens'
+#      inputs before running this group: the SASS shows the loads mid-group),
+#      =2 (both sweeps; the output kernel spills more), =2 with 5 blocks an SM;
 #   3. Nsight Compute on the chunk-state and output kernels at bf16
 #      (1, 1536, 2048): the warp-state and source counters, and the per-SASS-
 #      instruction stall table as CSV (the ncu stall breakdown NOTES.md v4 asks
@@ -27,6 +31,16 @@ for pdl in 1 0 1 0; do
     stamp "scan_bench, PDL $pdl"
     MAMBA_CUDA_SCAN_PDL=$pdl timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9
 done
+for v in "pf1|-DSCAN_PREFETCH_GROUP=1" "pf2|-DSCAN_PREFETCH_GROUP=2" \
+         "pf2b5|-DSCAN_PREFETCH_GROUP=2 -DSCAN_MIN_BLOCKS=5"; do
+    IFS='|' read -r label opts <<< "$v"
+    export MAMBA_CUDA_NVRTC_OPTIONS="$opts"
+    stamp "variant $label [$opts]"
+    timeout 150 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_$label.log" 2>&1
+    echo "selective_scan rc=$?"; grep -E "test result|panicked" "$OUT/tests_scan_$label.log"
+    timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9
+done
+unset MAMBA_CUDA_NVRTC_OPTIONS
 if [ -z "${SKIP_NCU:-}" ]; then
     for k in chunk_state output; do
         stamp "ncu scan_${k}_bf16_nt16"
