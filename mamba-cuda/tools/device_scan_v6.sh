@@ -1,7 +1,11 @@
 #!/bin/bash
 # Not yet run (written in session 4, which had no device time left): one
 # device call for the next scan experiment, from the repository root with
-# stage_device.sh's executables in .device/. It runs
+# stage_device.sh's executables in .device/. Here, on this branch:
+#   bash mamba-cuda/tools/stage_device.sh
+# then on the GPU machine (the `run` tool, carrying .device):
+#   OUT=$OUT bash mamba-cuda/tools/device_scan_v6.sh
+# It runs
 #   1. the scan tests, then the prefill test (programmatic dependent launch on);
 #   2. the scan benchmark with the split's second and third kernels launched
 #      with PDL and without (MAMBA_CUDA_SCAN_PDL=0), in one call, so the ratio
