@@ -97,7 +97,15 @@ __device__ __forceinline__ unsigned short ldg_early(const unsigned short* p) {
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
 __device__ __forceinline__ void store_f(float* p, float v) { *p = v; }
+#ifndef SCAN_CVT_BF16
+#define SCAN_CVT_BF16 0  // 1: round y to bf16 with one cvt.rn.bf16.f32 (sm_80+) (a variant to measure)
+#endif
 __device__ __forceinline__ void store_f(unsigned short* p, float v) {
+#if SCAN_CVT_BF16 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    *p = h;
+#else
     // Round to nearest even; NaN stays NaN.
     unsigned int x = __float_as_uint(v);
     unsigned short r;
@@ -108,6 +116,7 @@ __device__ __forceinline__ void store_f(unsigned short* p, float v) {
         r = (unsigned short)(x >> 16);
     }
     *p = r;
+#endif
 }
 
 // One MUFU instruction each (the .ftz forms need no range fix-up code, unlike

@@ -14,6 +14,9 @@
 #      SCAN_PREFETCH_GROUP=1 (the chunk-state sweep loads the next 4 tokens'
 #      inputs before running this group: the SASS shows the loads mid-group),
 #      =2 (both sweeps; the output kernel spills more), =2 with 5 blocks an SM;
+#      SCAN_CVT_BF16=1 (y rounded to bf16 by one cvt instead of the branchy
+#      integer rounding: the output loop goes from 661 to 615 instructions per
+#      4 tokens and its spills halve), alone and with SCAN_PREFETCH_GROUP=1;
 #   3. Nsight Compute on the chunk-state and output kernels at bf16
 #      (1, 1536, 2048): the warp-state and source counters, and the per-SASS-
 #      instruction stall table as CSV (the ncu stall breakdown NOTES.md v4 asks
@@ -36,7 +39,8 @@ for pdl in 1 0 1 0; do
     MAMBA_CUDA_SCAN_PDL=$pdl timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9
 done
 for v in "pf1|-DSCAN_PREFETCH_GROUP=1" "pf2|-DSCAN_PREFETCH_GROUP=2" \
-         "pf2b5|-DSCAN_PREFETCH_GROUP=2 -DSCAN_MIN_BLOCKS=5"; do
+         "pf2b5|-DSCAN_PREFETCH_GROUP=2 -DSCAN_MIN_BLOCKS=5" "cvt|-DSCAN_CVT_BF16=1" \
+         "pf1cvt|-DSCAN_PREFETCH_GROUP=1 -DSCAN_CVT_BF16=1"; do
     IFS='|' read -r label opts <<< "$v"
     export MAMBA_CUDA_NVRTC_OPTIONS="$opts"
     stamp "variant $label [$opts]"
