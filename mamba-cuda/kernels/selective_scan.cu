@@ -37,6 +37,15 @@
 #ifndef SCAN_POLY_EVERY
 #define SCAN_POLY_EVERY 0  // k > 0: every k-th state's exp2 runs on the FMA pipe (poly_exp2)
 #endif
+// The same per kernel: the chunk-state sweep issues ~93 instructions a token
+// against 18 exp2 (144 cycles of the MUFU pipe a warp), so it is bound by the
+// MUFU; the output sweep by both (~140 / 160).
+#ifndef SCAN_POLY_EVERY_CS
+#define SCAN_POLY_EVERY_CS SCAN_POLY_EVERY
+#endif
+#ifndef SCAN_POLY_EVERY_OUT
+#define SCAN_POLY_EVERY_OUT SCAN_POLY_EVERY
+#endif
 #ifndef SCAN_PREFETCH_GROUP
 #define SCAN_PREFETCH_GROUP 0  // load the next token group's u, delta, z ahead: 1 in the chunk-state kernel, 2 in both (variants to measure)
 #endif
@@ -157,8 +166,10 @@ __device__ __forceinline__ float poly_exp2(float x) {
 }
 
 // The exp2 of state j (j is a constant once the loops are unrolled).
+template <bool OUTPUT>
 __device__ __forceinline__ float state_exp2(int j, float x) {
-    if (SCAN_POLY_EVERY > 0 && j % (SCAN_POLY_EVERY > 0 ? SCAN_POLY_EVERY : 1) == SCAN_POLY_EVERY - 1)
+    constexpr int k = OUTPUT ? SCAN_POLY_EVERY_OUT : SCAN_POLY_EVERY_CS;
+    if (k > 0 && j % (k > 0 ? k : 1) == k - 1)
         return poly_exp2(x);
     return fast_exp2(x);
 }
@@ -296,7 +307,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
             load_row<NT>(crow, cv);
 #pragma unroll
             for (int j = 0; j < NT; ++j) {
-                s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
+                s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
                 acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
             }
             float a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
@@ -309,7 +320,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
             yp += y_rs;
         } else {
 #pragma unroll
-            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
+            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
         }
     };
 
@@ -537,37 +548,59 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     // Queues tile k's u/delta/z copies into buffer k & 1 and loads its B and C
     // into bcv (asm volatile loads: issued here, not sunk to their use after
     // the tile). Rows past the chunk's end are not copied (never read).
+    // Every array's tile is TT rows of CHUNKS 16-byte copies, which is two
+    // copies per thread (TT * CHUNKS == 2 * SCAN_THREADS for both element
+    // types): thread tid copies rows tid / CHUNKS and that + HALF, column ch,
+    // of each array, for the whole chunk. So the addresses are set up once
+    // here and advance by a tile's rows per issue (NOTES.md, v7: computing
+    // them per copy cost ~350 instructions a tile).
+    static_assert(TT * S::CHUNKS == 2 * SCAN_THREADS, "two copies per array and thread");
+    constexpr int HALF = SCAN_THREADS / S::CHUNKS;
+    const int ch = (tid % S::CHUNKS) * S::VEC;
+    const int row_a = tid / S::CHUNKS;
+    const bool ch_ok = e0 + ch < p.E;
+    const T* src[3];
+    long long srs[3];
+    src[0] = ub + (long long)(t_begin + row_a) * p.u_rs + ch;
+    srs[0] = p.u_rs;
+    src[1] = db + (long long)(t_begin + row_a) * p.delta_rs + ch;
+    srs[1] = p.delta_rs;
+    src[2] = has_z ? zb + (long long)(t_begin + row_a) * p.z_rs + ch : ub;
+    srs[2] = has_z ? p.z_rs : 0;
+    const int dst_off = row_a * SCAN_THREADS + ch;
+    // B and C: element tid + j * SCAN_THREADS of a tile (row-major TT x NPAD;
+    // SCAN_THREADS is a multiple of NPAD), so column bc_n and rows bc_row + j * BC_STEP.
+    const int bc_n = tid & (NPAD - 1);
+    const int bc_row = tid >> npad_shift;
+    const int bc_step = SCAN_THREADS >> npad_shift;
+    const bool bc_ok = bc_n < p.N;
+    const T* bsrc = Bp + (long long)(t_begin + bc_row) * p.B_rs + bc_n;
+    const T* csrc = Cp + (long long)(t_begin + bc_row) * p.C_rs + bc_n;
     auto issue = [&](int k) {
-        const int t0 = t_begin + k * TT;
-        const int nt = min(TT, t_end - t0);
-        T* dst = raw + (k & 1) * (NARR * TT * SCAN_THREADS);
+        const int nt = min(TT, t_end - (t_begin + k * TT));
+        T* dst = raw + (k & 1) * (NARR * TT * SCAN_THREADS) + dst_off;
 #pragma unroll
-        for (int r = 0; r < NARR * TT * S::CHUNKS / SCAN_THREADS; ++r) {
-            const int i = tid + r * SCAN_THREADS;
-            const int arr = i / (TT * S::CHUNKS);
-            const int rem = i - arr * (TT * S::CHUNKS);
-            const int tt = rem / S::CHUNKS;
-            const int ch = (rem - tt * S::CHUNKS) * S::VEC;
-            if (tt < nt && e0 + ch < p.E && (arr < 2 || has_z)) {
-                const T* src = arr == 0 ? ub + (long long)(t0 + tt) * p.u_rs
-                             : arr == 1 ? db + (long long)(t0 + tt) * p.delta_rs
-                                        : zb + (long long)(t0 + tt) * p.z_rs;
-                stage_copy16(dst + (arr * TT + tt) * SCAN_THREADS + ch, src + ch);
+        for (int arr = 0; arr < NARR; ++arr) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                if (row_a + h * HALF < nt && ch_ok && (arr < 2 || has_z))
+                    stage_copy16(dst + (arr * TT + h * HALF) * SCAN_THREADS, src[arr] + h * HALF * srs[arr]);
             }
+            src[arr] += TT * srs[arr];
         }
         stage_commit();
 #pragma unroll
         for (int j = 0; j < S::BC_PER; ++j) {
-            const int i = tid + j * SCAN_THREADS;
-            const int tt = i >> npad_shift;
-            const int n = i & (NPAD - 1);
+            const int tt = bc_row + j * bc_step;
             bcv[2 * j] = (T)0;
             bcv[2 * j + 1] = (T)0;
-            if (tt < nt && n < p.N) {
-                bcv[2 * j] = ldg_early(Bp + (long long)(t0 + tt) * p.B_rs + n);
-                if (OUTPUT) bcv[2 * j + 1] = ldg_early(Cp + (long long)(t0 + tt) * p.C_rs + n);
+            if (tt < nt && bc_ok) {
+                bcv[2 * j] = ldg_early(bsrc + (long long)(j * bc_step) * p.B_rs);
+                if (OUTPUT) bcv[2 * j + 1] = ldg_early(csrc + (long long)(j * bc_step) * p.C_rs);
             }
         }
+        bsrc += TT * p.B_rs;
+        if (OUTPUT) csrc += TT * p.C_rs;
     };
     auto store_bc = [&]() {
 #pragma unroll
@@ -631,7 +664,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
             float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
             for (int j = 0; j < NT; ++j) {
-                s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
+                s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
                 acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
             }
             float out = fmaf(Dv, uu, (acc[0] + acc[1]) + (acc[2] + acc[3]));
@@ -640,7 +673,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
             yp += y_rs;
         } else {
 #pragma unroll
-            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
+            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
         }
     };
 
