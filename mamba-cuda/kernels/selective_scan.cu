@@ -37,6 +37,18 @@
 #ifndef SCAN_POLY_EVERY
 #define SCAN_POLY_EVERY 0  // k > 0: every k-th state's exp2 runs on the FMA pipe (poly_exp2)
 #endif
+// The same per kernel: the chunk-state sweep issues ~93 instructions a token
+// against 18 exp2 (144 cycles of the MUFU pipe a warp), so it is bound by the
+// MUFU; the output sweep by both (~140 / 160).
+#ifndef SCAN_POLY_EVERY_CS
+#define SCAN_POLY_EVERY_CS SCAN_POLY_EVERY
+#endif
+#ifndef SCAN_POLY_EVERY_OUT
+#define SCAN_POLY_EVERY_OUT SCAN_POLY_EVERY
+#endif
+#ifndef SCAN_PREFETCH_GROUP
+#define SCAN_PREFETCH_GROUP 0  // load the next token group's u, delta, z ahead: 1 in the chunk-state kernel, 2 in both (variants to measure)
+#endif
 #ifndef SCAN_MIN_BLOCKS
 // __launch_bounds__ minimum resident blocks per SM. 6 caps registers at 80
 // (from 126): 24 warps per SM instead of 16. The scan is latency-bound, so
@@ -73,14 +85,37 @@ struct ScanParams {
     int chunk_len;  // tokens per chunk
     int nchunks;
     int tile_len;   // tokens of B and C staged in shared memory at once (a power of two)
+    int staged;     // 1: scan_body_staged (G == 1, u/delta/z rows 16-byte aligned; see there)
 };
 
 __device__ __forceinline__ float load_f(const float* p) { return __ldg(p); }
 __device__ __forceinline__ float load_f(const unsigned short* p) {
     return __uint_as_float(((unsigned int)__ldg(p)) << 16);
 }
+// Loads in program order (asm volatile): the prefetch below must not be sunk
+// to the end of the loop by the compiler, which it does with plain loads.
+__device__ __forceinline__ float ldg_early(const float* p) {
+    float r;
+    asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(r) : "l"(p) : "memory");
+    return r;
+}
+__device__ __forceinline__ unsigned short ldg_early(const unsigned short* p) {
+    unsigned short r;
+    asm volatile("ld.global.nc.u16 %0, [%1];" : "=h"(r) : "l"(p) : "memory");
+    return r;
+}
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
 __device__ __forceinline__ void store_f(float* p, float v) { *p = v; }
+#ifndef SCAN_CVT_BF16
+#define SCAN_CVT_BF16 0  // 1: round y to bf16 with one cvt.rn.bf16.f32 (sm_80+) (a variant to measure)
+#endif
 __device__ __forceinline__ void store_f(unsigned short* p, float v) {
+#if SCAN_CVT_BF16 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    *p = h;
+#else
     // Round to nearest even; NaN stays NaN.
     unsigned int x = __float_as_uint(v);
     unsigned short r;
@@ -91,6 +126,7 @@ __device__ __forceinline__ void store_f(unsigned short* p, float v) {
         r = (unsigned short)(x >> 16);
     }
     *p = r;
+#endif
 }
 
 // One MUFU instruction each (the .ftz forms need no range fix-up code, unlike
@@ -130,10 +166,27 @@ __device__ __forceinline__ float poly_exp2(float x) {
 }
 
 // The exp2 of state j (j is a constant once the loops are unrolled).
+template <bool OUTPUT>
 __device__ __forceinline__ float state_exp2(int j, float x) {
-    if (SCAN_POLY_EVERY > 0 && j % (SCAN_POLY_EVERY > 0 ? SCAN_POLY_EVERY : 1) == SCAN_POLY_EVERY - 1)
+    constexpr int k = OUTPUT ? SCAN_POLY_EVERY_OUT : SCAN_POLY_EVERY_CS;
+    if (k > 0 && j % (k > 0 ? k : 1) == k - 1)
         return poly_exp2(x);
     return fast_exp2(x);
+}
+
+// Programmatic dependent launch (sm_90+; the host sets the attribute on the
+// combine and output launches of a split call). A kernel lets the next one
+// launch early (scan_pdl_launch), and waits for the previous one's results
+// (scan_pdl_wait) before reading them. No-ops without the attribute.
+__device__ __forceinline__ void scan_pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void scan_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 
 #define LOG2E 1.4426950408889634f
@@ -217,6 +270,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
             }
         }
     } else if (OUTPUT) {
+        scan_pdl_wait();  // the combine pass wrote the start states
         const float* st = p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD + n0;
 #pragma unroll
         for (int j = 0; j < NT; ++j) s[j] = st[j];
@@ -226,6 +280,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
     const bool has_z = OUTPUT && p.z != nullptr;
     const bool writer = e_ok && g == 0;
 
+    if (!OUTPUT) scan_pdl_launch();  // the combine pass may launch and wait
     const int t_begin = c * p.chunk_len;
     const int t_end = min(p.L, t_begin + p.chunk_len);
     // Per-thread pointers at the chunk's first token, advanced token by token.
@@ -252,7 +307,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
             load_row<NT>(crow, cv);
 #pragma unroll
             for (int j = 0; j < NT; ++j) {
-                s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
+                s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
                 acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
             }
             float a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
@@ -265,7 +320,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
             yp += y_rs;
         } else {
 #pragma unroll
-            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2(j, dt * A2[j]), s[j], du * bv[j]);
+            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
         }
     };
 
@@ -290,22 +345,67 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
         const float* brow = sB + n0;
         const float* crow = sC + n0;
         const int full = nt & ~(SCAN_GROUP - 1);
-        for (int tt = 0; tt < full; tt += SCAN_GROUP) {
-            float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
+        if constexpr (SCAN_PREFETCH_GROUP == 2 || (SCAN_PREFETCH_GROUP == 1 && !OUTPUT)) {
+            // The next group's raw values are loaded before this group's tokens
+            // run, so a warp does not wait on global memory every SCAN_GROUP tokens.
+            T pu[SCAN_GROUP], pd[SCAN_GROUP], pz[SCAN_GROUP];
+            auto fetch = [&]() {
 #pragma unroll
-            for (int q = 0; q < SCAN_GROUP; ++q) {
-                uu[q] = load_f(up);
-                dd[q] = load_f(dp);
-                zz[q] = has_z ? load_f(zp) : 0.0f;
-                up += u_rs;
-                dp += d_rs;
-                if (has_z) zp += z_rs;
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    pu[q] = ldg_early(up);
+                    pd[q] = ldg_early(dp);
+                    pz[q] = has_z ? ldg_early(zp) : (T)0;
+                    up += u_rs;
+                    dp += d_rs;
+                    if (has_z) zp += z_rs;
+                }
+            };
+            auto run_group = [&]() {
+                float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
+#pragma unroll
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    uu[q] = to_f(pu[q]);
+                    dd[q] = to_f(pd[q]);
+                    zz[q] = to_f(pz[q]);
+                }
+                return [&, uu, dd, zz]() {
+#pragma unroll
+                    for (int q = 0; q < SCAN_GROUP; ++q) {
+                        token(uu[q], dd[q], zz[q], brow, crow);
+                        brow += NPAD;
+                        crow += NPAD;
+                    }
+                };
+            };
+            if (full > 0) {
+                fetch();
+                // Every group but the last fetches the next one before its
+                // tokens run (no branch between, so the loads stay ahead).
+                for (int tt = SCAN_GROUP; tt < full; tt += SCAN_GROUP) {
+                    auto tokens = run_group();
+                    fetch();
+                    tokens();
+                }
+                run_group()();
             }
+        } else {
+            for (int tt = 0; tt < full; tt += SCAN_GROUP) {
+                float uu[SCAN_GROUP], dd[SCAN_GROUP], zz[SCAN_GROUP];
 #pragma unroll
-            for (int q = 0; q < SCAN_GROUP; ++q) {
-                token(uu[q], dd[q], zz[q], brow, crow);
-                brow += NPAD;
-                crow += NPAD;
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    uu[q] = load_f(up);
+                    dd[q] = load_f(dp);
+                    zz[q] = has_z ? load_f(zp) : 0.0f;
+                    up += u_rs;
+                    dp += d_rs;
+                    if (has_z) zp += z_rs;
+                }
+#pragma unroll
+                for (int q = 0; q < SCAN_GROUP; ++q) {
+                    token(uu[q], dd[q], zz[q], brow, crow);
+                    brow += NPAD;
+                    crow += NPAD;
+                }
             }
         }
         for (int tt = full; tt < nt; ++tt) {
@@ -338,6 +438,290 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The staged variant (G == 1, so one thread per channel and a block of
+// SCAN_THREADS channels; the host picks it when u, delta and z rows are
+// 16-byte aligned and E is a multiple of 16 / sizeof(T)).
+//
+// The plain body loads each group of SCAN_GROUP tokens' u, delta and z from
+// global memory right before it uses them, so every warp waits a full memory
+// round trip every 4 tokens, and all warps of an SM wait together (NOTES.md,
+// v6: 33% of the loop's stall samples). Here the block copies tiles of
+// STAGE_TT tokens (32 bytes of each array per channel: 16 bf16 or 8 f32
+// tokens) into shared memory with cp.async (sm_80+; plain 16-byte loads on
+// older parts), double-buffered: tile k + 1 is in flight while tile k runs.
+// B and C of tile k + 1 are loaded into registers at the same time and
+// stored to shared memory (as f32, zero-padded to NPAD) after tile k.
+// The output kernel issues its first tile before waiting for the combine pass
+// (programmatic dependent launch): only the start state depends on it.
+template <typename T>
+struct Stage {
+    static constexpr int TT = 32 / sizeof(T);               // tokens per tile
+    static constexpr int ROW = SCAN_THREADS * sizeof(T);     // bytes of one token's channels
+    static constexpr int VEC = 16 / sizeof(T);               // channels per 16-byte copy
+    static constexpr int CHUNKS = SCAN_THREADS / VEC;        // 16-byte copies per row
+    static constexpr int BC_PER = (TT * 16 + SCAN_THREADS - 1) / SCAN_THREADS;  // B (and C) elements per thread (NPAD <= 16)
+};
+
+__device__ __forceinline__ void stage_copy16(void* dst, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
+#else
+    *reinterpret_cast<uint4*>(dst) = __ldg(reinterpret_cast<const uint4*>(src));
+#endif
+}
+__device__ __forceinline__ void stage_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+// Waits until at most `pending` (0 or 1) of this thread's groups are in flight.
+template <int PENDING>
+__device__ __forceinline__ void stage_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(PENDING) : "memory");
+#endif
+}
+
+// NT floats of a global row: float4 accesses when NT is a multiple of 4 (the
+// caller guarantees the row is then 16-byte aligned).
+template <int NT>
+__device__ __forceinline__ void gld_row(const float* row, float (&v)[NT]) {
+    if constexpr (NT % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < NT / 4; ++k) {
+            const float4 w = reinterpret_cast<const float4*>(row)[k];
+            v[4 * k] = w.x;
+            v[4 * k + 1] = w.y;
+            v[4 * k + 2] = w.z;
+            v[4 * k + 3] = w.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < NT; ++k) v[k] = row[k];
+    }
+}
+template <int NT>
+__device__ __forceinline__ void gst_row(float* row, const float (&v)[NT]) {
+    if constexpr (NT % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < NT / 4; ++k)
+            reinterpret_cast<float4*>(row)[k] = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < NT; ++k) row[k] = v[k];
+    }
+}
+
+template <typename T, int NT, bool OUTPUT>
+__device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
+    using S = Stage<T>;
+    constexpr int TT = S::TT;
+    constexpr int NARR = OUTPUT ? 3 : 2;  // u, delta (, z)
+    extern __shared__ float smem[];
+    // raw[buf][arr][tt][channel] (T), then sB[TT][NPAD], sC[TT][NPAD] (f32)
+    T* raw = reinterpret_cast<T*>(smem);
+    float* sB = smem + (2 * NARR * TT * SCAN_THREADS * (int)sizeof(T)) / 4;
+    float* sC = sB + TT * NT;
+    const int NPAD = NT;  // G == 1
+    const int npad_shift = __ffs(NPAD) - 1;
+    const int tid = threadIdx.x;
+    const int e0 = blockIdx.x * SCAN_THREADS;
+    const int e_raw = e0 + tid;
+    const bool e_ok = e_raw < p.E;
+    const int e = e_ok ? e_raw : p.E - 1;
+    const int c = blockIdx.y;
+    const int b = blockIdx.z;
+    const bool has_z = OUTPUT && p.z != nullptr;
+
+    const int t_begin = c * p.chunk_len;
+    const int t_end = min(p.L, t_begin + p.chunk_len);
+    const int ntiles = (t_end - t_begin + TT - 1) / TT;
+    const T* ub = (const T*)p.u + (long long)b * p.u_bs + e0;
+    const T* db = (const T*)p.delta + (long long)b * p.delta_bs + e0;
+    const T* zb = has_z ? (const T*)p.z + (long long)b * p.z_bs + e0 : nullptr;
+    const T* Bp = (const T*)p.B + (long long)b * p.B_bs;
+    const T* Cp = (const T*)p.C + (long long)b * p.C_bs;
+
+    T bcv[2 * S::BC_PER];  // raw B and C of the next tile, in flight during this one
+    // Queues tile k's u/delta/z copies into buffer k & 1 and loads its B and C
+    // into bcv (asm volatile loads: issued here, not sunk to their use after
+    // the tile). Rows past the chunk's end are not copied (never read).
+    // Every array's tile is TT rows of CHUNKS 16-byte copies, which is two
+    // copies per thread (TT * CHUNKS == 2 * SCAN_THREADS for both element
+    // types): thread tid copies rows tid / CHUNKS and that + HALF, column ch,
+    // of each array, for the whole chunk. So the addresses are set up once
+    // here and advance by a tile's rows per issue (NOTES.md, v7: computing
+    // them per copy cost ~350 instructions a tile).
+    static_assert(TT * S::CHUNKS == 2 * SCAN_THREADS, "two copies per array and thread");
+    constexpr int HALF = SCAN_THREADS / S::CHUNKS;
+    const int ch = (tid % S::CHUNKS) * S::VEC;
+    const int row_a = tid / S::CHUNKS;
+    const bool ch_ok = e0 + ch < p.E;
+    const T* src[3];
+    long long srs[3];
+    src[0] = ub + (long long)(t_begin + row_a) * p.u_rs + ch;
+    srs[0] = p.u_rs;
+    src[1] = db + (long long)(t_begin + row_a) * p.delta_rs + ch;
+    srs[1] = p.delta_rs;
+    src[2] = has_z ? zb + (long long)(t_begin + row_a) * p.z_rs + ch : ub;
+    srs[2] = has_z ? p.z_rs : 0;
+    const int dst_off = row_a * SCAN_THREADS + ch;
+    // B and C: element tid + j * SCAN_THREADS of a tile (row-major TT x NPAD;
+    // SCAN_THREADS is a multiple of NPAD), so column bc_n and rows bc_row + j * BC_STEP.
+    const int bc_n = tid & (NPAD - 1);
+    const int bc_row = tid >> npad_shift;
+    const int bc_step = SCAN_THREADS >> npad_shift;
+    const bool bc_ok = bc_n < p.N;
+    const T* bsrc = Bp + (long long)(t_begin + bc_row) * p.B_rs + bc_n;
+    const T* csrc = Cp + (long long)(t_begin + bc_row) * p.C_rs + bc_n;
+    auto issue = [&](int k) {
+        const int nt = min(TT, t_end - (t_begin + k * TT));
+        T* dst = raw + (k & 1) * (NARR * TT * SCAN_THREADS) + dst_off;
+#pragma unroll
+        for (int arr = 0; arr < NARR; ++arr) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                if (row_a + h * HALF < nt && ch_ok && (arr < 2 || has_z))
+                    stage_copy16(dst + (arr * TT + h * HALF) * SCAN_THREADS, src[arr] + h * HALF * srs[arr]);
+            }
+            src[arr] += TT * srs[arr];
+        }
+        stage_commit();
+#pragma unroll
+        for (int j = 0; j < S::BC_PER; ++j) {
+            const int tt = bc_row + j * bc_step;
+            bcv[2 * j] = (T)0;
+            bcv[2 * j + 1] = (T)0;
+            if (tt < nt && bc_ok) {
+                bcv[2 * j] = ldg_early(bsrc + (long long)(j * bc_step) * p.B_rs);
+                if (OUTPUT) bcv[2 * j + 1] = ldg_early(csrc + (long long)(j * bc_step) * p.C_rs);
+            }
+        }
+        bsrc += TT * p.B_rs;
+        if (OUTPUT) csrc += TT * p.C_rs;
+    };
+    auto store_bc = [&]() {
+#pragma unroll
+        for (int j = 0; j < S::BC_PER; ++j) {
+            const int i = tid + j * SCAN_THREADS;
+            if (i < TT * NPAD) {
+                sB[i] = to_f(bcv[2 * j]);
+                if (OUTPUT) sC[i] = to_f(bcv[2 * j + 1]);
+            }
+        }
+    };
+
+    if (!OUTPUT) scan_pdl_launch();  // the combine pass may launch and wait
+    if (ntiles > 0) issue(0);
+
+    float A2[NT];
+    float s[NT];
+    // Rows of A, s0 and s_final are 16-byte aligned when N == NT (a multiple
+    // of 4), chunk_state rows always (NPAD floats): float4 loads and stores.
+    const bool vec_n = NT % 4 == 0 && p.N == NT;
+    if (vec_n) {
+        gld_row<NT>(p.A + (long long)e * NT, A2);
+    } else {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) A2[j] = j < p.N ? p.A[(long long)e * p.N + j] : 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+        A2[j] *= LOG2E;
+        s[j] = 0.0f;
+    }
+    const float bias = p.delta_bias != nullptr ? p.delta_bias[e] : 0.0f;
+    const float Dv = (OUTPUT && p.D != nullptr) ? p.D[e] : 0.0f;
+    if (c == 0) {
+        if (p.s0 != nullptr) {
+            if (vec_n) {
+                gld_row<NT>(p.s0 + ((long long)b * p.E + e) * NT, s);
+            } else {
+#pragma unroll
+                for (int j = 0; j < NT; ++j)
+                    if (j < p.N) s[j] = p.s0[((long long)b * p.E + e) * p.N + j];
+            }
+        }
+    } else if (OUTPUT) {
+        scan_pdl_wait();  // the combine pass wrote the start states
+        gld_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
+    }
+    T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + (long long)t_begin * p.y_rs + e : nullptr;
+    const long long y_rs = p.y_rs;
+    float dsum = 0.0f;
+
+    auto token = [&](float uu, float dd, float zz, const float* brow, const float* crow) {
+        const float dt = softplus(dd + bias);
+        dsum += dt;
+        const float du = dt * uu;
+        float bv[NT];
+        load_row<NT>(brow, bv);
+        if (OUTPUT) {
+            float cv[NT];
+            load_row<NT>(crow, cv);
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
+                acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
+            }
+            float out = fmaf(Dv, uu, (acc[0] + acc[1]) + (acc[2] + acc[3]));
+            if (has_z) out *= silu(zz);
+            if (e_ok) store_f(yp, out);
+            yp += y_rs;
+        } else {
+#pragma unroll
+            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
+        }
+    };
+
+    for (int k = 0; k < ntiles; ++k) {
+        const int nt = min(TT, t_end - (t_begin + k * TT));
+        __syncthreads();  // tile k - 1 is consumed: sB / sC and buffer (k + 1) & 1 are free
+        store_bc();
+        if (k + 1 < ntiles) {
+            issue(k + 1);
+            stage_wait<1>();  // tile k's copies (this thread's) have landed
+        } else {
+            stage_wait<0>();
+        }
+        __syncthreads();  // ... and everyone's
+        const T* su = raw + (k & 1) * (NARR * TT * SCAN_THREADS) + tid;
+        const T* sd = su + TT * SCAN_THREADS;
+        const T* sz = sd + TT * SCAN_THREADS;
+        const float* brow = sB;
+        const float* crow = sC;
+        auto run = [&](int tt) {
+            token(to_f(su[tt * SCAN_THREADS]), to_f(sd[tt * SCAN_THREADS]),
+                  has_z ? to_f(sz[tt * SCAN_THREADS]) : 0.0f, brow + tt * NPAD, crow + tt * NPAD);
+        };
+        if (nt == TT) {
+#pragma unroll
+            for (int tt = 0; tt < TT; ++tt) run(tt);
+        } else {
+            for (int tt = 0; tt < nt; ++tt) run(tt);
+        }
+    }
+
+    if (!e_ok) return;
+    if (OUTPUT) {
+        if (c == p.nchunks - 1) {
+            if (vec_n) {
+                gst_row<NT>(p.s_final + ((long long)b * p.E + e) * NT, s);
+            } else {
+#pragma unroll
+                for (int j = 0; j < NT; ++j)
+                    if (j < p.N) p.s_final[((long long)b * p.E + e) * p.N + j] = s[j];
+            }
+        }
+    } else {
+        gst_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
+        p.chunk_dsum[((long long)b * p.nchunks + c) * p.E + e] = dsum;
+    }
+}
+
 #ifndef COMBINE_AHEAD
 #define COMBINE_AHEAD 16
 #endif
@@ -355,6 +739,8 @@ extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanPara
     const int e = (int)(en / NPAD);
     const int n = (int)(en - (long long)e * NPAD);
     const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
+    scan_pdl_launch();  // the output pass may launch and load its inputs
+    scan_pdl_wait();    // the chunk-state pass wrote the summaries
     const long long cstride = per_batch;  // from chunk c to c + 1
     float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
     const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;
@@ -383,9 +769,11 @@ extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanPara
 
 #define SCAN_INSTANTIATE(T, TN, NT)                                                         \
     extern "C" __global__ void __launch_bounds__(SCAN_THREADS, SCAN_MIN_BLOCKS)             \
-        scan_chunk_state_##TN##_nt##NT(ScanParams p) { scan_body<T, NT, false>(p); }        \
+        scan_chunk_state_##TN##_nt##NT(ScanParams p) {                                      \
+        if (p.staged) scan_body_staged<T, NT, false>(p); else scan_body<T, NT, false>(p); }        \
     extern "C" __global__ void __launch_bounds__(SCAN_THREADS, SCAN_MIN_BLOCKS)             \
-        scan_output_##TN##_nt##NT(ScanParams p) { scan_body<T, NT, true>(p); }
+        scan_output_##TN##_nt##NT(ScanParams p) {                                          \
+        if (p.staged) scan_body_staged<T, NT, true>(p); else scan_body<T, NT, true>(p); }
 
 SCAN_INSTANTIATE(float, f32, 1)
 SCAN_INSTANTIATE(float, f32, 2)

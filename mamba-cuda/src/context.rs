@@ -480,6 +480,63 @@ impl GpuContext {
         Ok(())
     }
 
+    /// Queues `f` like [`GpuContext::launch`], with programmatic dependent
+    /// launch allowed (sm_90+): the kernel may start before the previous
+    /// kernel on the stream ends, and must `griddepcontrol.wait` before it
+    /// reads anything that kernel wrote. Where the driver refuses the
+    /// attribute, a plain launch.
+    pub(crate) fn launch_programmatic<P: cudarc::driver::DeviceRepr>(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        params: &P,
+    ) -> Result<(), GpuError> {
+        use cudarc::driver::sys;
+        if self.props.compute_capability.0 < 9 {
+            return self.launch(f, cfg, params);
+        }
+        if cfg.shared_mem_bytes > 48 * 1024 {
+            f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                cfg.shared_mem_bytes as i32,
+            )
+            .map_err(|e| GpuError::driver("cuFuncSetAttribute", e))?;
+        }
+        let stream = &self.stream;
+        guard("cuLaunchKernelEx", || {
+            stream
+                .context()
+                .bind_to_thread()
+                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+            // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
+            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+            attr.id =
+                sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+            attr.value.programmaticStreamSerializationAllowed = 1;
+            let lc = sys::CUlaunchConfig {
+                gridDimX: cfg.grid_dim.0,
+                gridDimY: cfg.grid_dim.1,
+                gridDimZ: cfg.grid_dim.2,
+                blockDimX: cfg.block_dim.0,
+                blockDimY: cfg.block_dim.1,
+                blockDimZ: cfg.block_dim.2,
+                sharedMemBytes: cfg.shared_mem_bytes,
+                hStream: stream.cu_stream(),
+                attrs: &mut attr,
+                numAttrs: 1,
+            };
+            let mut arg = params as *const P as *mut std::ffi::c_void;
+            // SAFETY: `P` is the #[repr(C)] mirror of the kernel's one
+            // parameter struct (the params array holds a pointer to it);
+            // the caller checked every pointer in it; `lc` and `attr`
+            // outlive the call.
+            unsafe { sys::cuLaunchKernelEx(&lc, f.cu_function(), &mut arg, std::ptr::null_mut()) }
+                .result()
+                .map_err(|e| GpuError::driver("cuLaunchKernelEx", e))
+        })
+        .or_else(|_| self.launch(f, cfg, params))
+    }
+
     /// Locks the scratch area, grown to at least `bytes` bytes, and returns it
     /// with its device address. Hold the guard until every launch that uses
     /// the scratch is queued: another thread's call could otherwise replace

@@ -129,6 +129,7 @@ struct ScanParams {
     chunk_len: i32,
     nchunks: i32,
     tile_len: i32,
+    staged: i32,
 }
 
 // SAFETY: plain #[repr(C)] data, laid out as the kernel's by-value struct.
@@ -187,8 +188,11 @@ pub(crate) fn plan(
             if per_chunk * 2 >= resident_threads {
                 l
             } else {
-                // About one full wave of threads.
-                let want = resident_threads.div_ceil(per_chunk);
+                // At most one full wave of threads: every chunk's block runs
+                // at once (rounding up left a second wave of a few blocks
+                // that took as long as the first: NOTES.md, v7).
+                let blocks = shape.batch * shape.channels.div_ceil(THREADS / g);
+                let want = (resident_threads / THREADS / blocks).max(1);
                 l.div_ceil(want).max(MIN_CHUNK)
             }
         }
@@ -203,6 +207,38 @@ pub(crate) fn plan(
         nchunks: l.div_ceil(chunk_len),
         tile_len: tile_len(npad),
     }
+}
+
+/// `MAMBA_CUDA_SCAN_PDL=0` launches the split scan's second and third
+/// kernels plainly instead of with programmatic dependent launch (for A/B).
+fn pdl_on() -> bool {
+    std::env::var("MAMBA_CUDA_SCAN_PDL").map_or(true, |v| v != "0")
+}
+
+/// `MAMBA_CUDA_SCAN_STAGE=0` keeps the plain kernel body (inputs loaded from
+/// global memory group by group) where the staged one could run (for A/B).
+fn stage_on() -> bool {
+    std::env::var("MAMBA_CUDA_SCAN_STAGE").map_or(true, |v| v != "0")
+}
+
+/// Bytes of dynamic shared memory of the staged body (`scan_body_staged`):
+/// two buffers of u, delta and z (32 bytes per channel and array each), then
+/// the B and C tiles in f32.
+fn staged_smem(elem_bytes: usize, npad: usize) -> usize {
+    let tt = 32 / elem_bytes;
+    2 * 3 * 32 * THREADS + 2 * tt * npad * 4
+}
+
+/// Whether the staged body can run: one thread per channel (N <= 16), and
+/// every row of u, delta and z starts on 16 bytes with whole 16-byte copies
+/// per row (E a multiple of 16 / element size).
+fn stage_fits<T: Element>(g: usize, e: usize, views: &[(u64, usize, usize)]) -> bool {
+    let sz = std::mem::size_of::<T>();
+    g == 1
+        && (e * sz) % 16 == 0
+        && views
+            .iter()
+            .all(|&(ptr, bs, rs)| ptr % 16 == 0 && (bs * sz) % 16 == 0 && (rs * sz) % 16 == 0)
 }
 
 /// `MAMBA_CUDA_SCAN_MAX_NT`: a tuning aid capping the states per thread
@@ -279,8 +315,26 @@ impl GpuContext {
         }
         check_len("final_state", final_state.len(), batch * e * n)?;
 
-        let (nt, _, npad) = state_split(n, max_nt());
-        let smem = (2 * tile_len(npad) * npad * 4) as u32;
+        let (nt, g, npad) = state_split(n, max_nt());
+        // A batch stride matters only when there is more than one sequence.
+        let bs = |s: usize| if batch > 1 { s } else { 0 };
+        let mut views = vec![
+            (u, bs(inputs.u.batch_stride), inputs.u.row_stride),
+            (
+                delta,
+                bs(inputs.delta.batch_stride),
+                inputs.delta.row_stride,
+            ),
+        ];
+        if let Some(zv) = &inputs.z {
+            views.push((z, bs(zv.batch_stride), zv.row_stride));
+        }
+        let staged = stage_on() && stage_fits::<T>(g, e, &views);
+        let smem = if staged {
+            staged_smem(std::mem::size_of::<T>(), npad)
+        } else {
+            2 * tile_len(npad) * npad * 4
+        } as u32;
         let suffix = format!("{}_nt{}", T::NAME, nt);
         let f_out = self.function(&SELECTIVE_SCAN, &format!("scan_output_{suffix}"))?;
         let props = self.props();
@@ -323,6 +377,7 @@ impl GpuContext {
             chunk_len: to_i32("chunk", plan.chunk_len)?,
             nchunks: plan.nchunks as i32,
             tile_len: plan.tile_len as i32,
+            staged: staged as i32,
             ..Default::default()
         };
         let channels_per_block = THREADS / plan.g;
@@ -344,20 +399,29 @@ impl GpuContext {
             };
             self.launch(&f, cfg, &p)?;
             let f = self.function(&SELECTIVE_SCAN, "scan_combine")?;
+            let pdl = pdl_on();
             let threads = batch * e * plan.npad;
             let cfg = LaunchConfig {
                 grid_dim: (to_i32("grid", threads.div_ceil(THREADS))? as u32, 1, 1),
                 block_dim: (THREADS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
-            self.launch(&f, cfg, &p)?;
+            if pdl {
+                self.launch_programmatic(&f, cfg, &p)?;
+            } else {
+                self.launch(&f, cfg, &p)?;
+            }
         }
         let cfg = LaunchConfig {
             grid_dim: (grid_x, plan.nchunks as u32, batch as u32),
             block_dim: (THREADS as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        self.launch(&f_out, cfg, &p)
+        if plan.nchunks > 1 && pdl_on() {
+            self.launch_programmatic(&f_out, cfg, &p)
+        } else {
+            self.launch(&f_out, cfg, &p)
+        }
     }
 
     /// [`GpuContext::selective_scan`] on host slices: uploads, runs (the
@@ -424,6 +488,32 @@ mod tests {
     }
 
     #[test]
+    fn staged_body_only_where_rows_are_aligned() {
+        // u and z as the two halves of in_proj's (L, 2E) output, delta (L, E).
+        let views = |e: usize, base: u64| {
+            [
+                (base, 0, 2 * e),
+                (base + 4096, 0, e),
+                (base + 2 * e as u64, 0, 2 * e),
+            ]
+        };
+        assert!(stage_fits::<half::bf16>(1, 1536, &views(1536, 0)));
+        assert!(stage_fits::<f32>(1, 1536, &views(1536, 0)));
+        // 16 states per thread only; E a multiple of 8 (bf16) or 4 (f32).
+        assert!(!stage_fits::<half::bf16>(2, 1536, &views(1536, 0)));
+        assert!(!stage_fits::<half::bf16>(1, 1540, &views(1540, 0)));
+        assert!(stage_fits::<f32>(1, 1540, &[(0, 0, 1540), (0, 0, 1540)]));
+        assert!(!stage_fits::<f32>(1, 1538, &[(0, 0, 1538), (0, 0, 1538)]));
+        // A base or a stride off 16 bytes.
+        assert!(!stage_fits::<f32>(1, 64, &[(8, 0, 64)]));
+        assert!(!stage_fits::<f32>(1, 64, &[(0, 0, 66)]));
+        assert!(!stage_fits::<f32>(1, 64, &[(0, 6, 64)]));
+        // Shared memory: 24 KiB of inputs and the B / C tiles.
+        assert_eq!(staged_smem(2, 16), 24576 + 2048);
+        assert_eq!(staged_smem(4, 16), 24576 + 1024);
+    }
+
+    #[test]
     fn state_split_covers_n() {
         for n in 1..=MAX_STATE {
             let p = plan(shape(1, 10, 8, n), H200, 16, None);
@@ -445,6 +535,20 @@ mod tests {
         let q = plan(shape(1, 131072, 1536, 16), ORIN, 16, None);
         let r = plan(shape(1, 131072, 1536, 16), H200, 16, None);
         assert!(q.nchunks < r.nchunks, "{q:?} {r:?}");
+        // The split fills at most one wave of blocks (the output kernel runs
+        // every chunk; the table's shapes, 6 blocks per SM).
+        for (b, e, l) in [
+            (1, 1536, 2048),
+            (1, 1536, 16384),
+            (8, 1536, 2048),
+            (1, 5120, 8192),
+        ] {
+            let p = plan(shape(b, l, e, 16), 132 * 6 * 128, 16, None);
+            assert!(
+                p.nchunks > 1 && p.nchunks * b * e.div_ceil(128) <= 132 * 6,
+                "{p:?}"
+            );
+        }
         for l in [1, 7, 31, 32, 33, 1000, 5000] {
             let p = plan(shape(1, l, 4, 16), H200, 16, None);
             assert!(
