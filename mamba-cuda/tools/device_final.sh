@@ -1,14 +1,22 @@
 #!/bin/bash
 # One GPU-machine call that checks everything GPU-side at once (the `run` tool,
-# from the repository root, stage_device.sh's executables in .device/): the C
-# API's CUDA backend (Rust tests and the C programs), the whole-model prefill
-# tests, the scan tests and benchmark, the prefill benchmark and `mamba-cli
-# bench --backend cuda` (prefill and decode streams). Log in $OUT/log.
+# from the repository root, stage_device.sh's executables in .device/): every
+# GPU test binary (kernel compile, conv, decode, the C API's CUDA backend from
+# Rust and from C, the whole-model prefill), the scan tests with the staged
+# body and the plain one, the scan benchmark and its variants, the prefill
+# benchmark and `mamba-cli
+# bench --backend cuda` (prefill, one decode stream). The decode-stream
+# benchmarks are in device_v9.sh / device_decode.sh. Log in $OUT/log.
 set -u
 source "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 
-stamp "tests: cuda_prefill (background), C API"
+stamp "tests: compile, causal_conv1d, decode, cuda_decode, cuda_prefill (background), C API"
+pids=()
+for t in compile causal_conv1d decode cuda_decode; do
+    timeout 200 $D/$t --test-threads=4 > "$OUT/tests_$t.log" 2>&1 &
+    pids+=($!)
+done
 timeout 150 $D/cuda_prefill --nocapture --test-threads=4 > "$OUT/tests_prefill.log" 2>&1 &
 pp=$!
 timeout 200 $D/cuda_backend --nocapture --test-threads=4 > "$OUT/tests_ffi.log" 2>&1
@@ -20,14 +28,26 @@ for t in test_cuda_batch test_cuda; do
 done
 wait $pp; echo "cuda_prefill rc=$?"
 grep -E "^rel |panicked|FAILED|test result" "$OUT/tests_prefill.log" | cut -c1-300 | head -40
+for i in "${!pids[@]}"; do wait "${pids[$i]}"; done
+for t in compile causal_conv1d decode cuda_decode; do
+    echo "$t: $(grep -E 'test result' "$OUT/tests_$t.log") $(grep -c panicked "$OUT/tests_$t.log") panics"
+done
 
 stamp scan
-timeout 60 $D/selective_scan --test-threads=8 > /tmp/s.log 2>&1; echo "selective_scan tests rc=$? $(grep 'test result' /tmp/s.log)"
+timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan.log" 2>&1; echo "selective_scan tests rc=$? $(grep 'test result' "$OUT/tests_scan.log")"
+MAMBA_CUDA_SCAN_STAGE=0 timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_plain.log" 2>&1; echo "selective_scan tests, plain body, rc=$? $(grep 'test result' "$OUT/tests_scan_plain.log")"
 timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back
-for v in "nt8|8|" "nt8_nosplit|8|--chunk 100000000"; do
-    IFS='|' read -r label nt bargs <<< "$v"
-    echo "== scan variant $label (bf16)"
-    MAMBA_CUDA_SCAN_MAX_NT=$nt timeout 60 $D/scan_bench --runs 7 --bf16 $bargs 2>&1 | grep -v back-to-back | tail -9
+echo "== plain body (MAMBA_CUDA_SCAN_STAGE=0)"
+MAMBA_CUDA_SCAN_STAGE=0 timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9
+# Variants (NVRTC -D options), each after its own scan and prefill tests.
+for v in "pcs8|-DSCAN_POLY_EVERY_CS=8" "pcs4|-DSCAN_POLY_EVERY_CS=4" ${EXTRA_VARIANTS:-}; do
+    IFS='|' read -r label opts <<< "$v"
+    echo "== scan variant $label [$opts]"
+    export MAMBA_CUDA_NVRTC_OPTIONS="$opts"
+    timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_$label.log" 2>&1; echo "selective_scan rc=$? $(grep 'test result' "$OUT/tests_scan_$label.log")"
+    timeout 60 $D/cuda_prefill --test-threads=4 > "$OUT/tests_prefill_$label.log" 2>&1; echo "cuda_prefill rc=$? $(grep 'test result' "$OUT/tests_prefill_$label.log")"
+    timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9
+    unset MAMBA_CUDA_NVRTC_OPTIONS
 done
 
 stamp "random 130m model, prefill bench"
@@ -37,10 +57,5 @@ echo "prefill_bench rc=$?"; cat "$OUT/prefill_bench.log"
 
 stamp "mamba-cli bench --backend cuda"
 timeout 60 $D/mamba-cli bench --model /tmp/m130.gguf --prompt 2048 --gen 50 --backend cuda --gemm bf16 --reps 10 --json
-for w in f16 q8_0; do
-    for s in 1 64 256; do
-        timeout 60 $D/mamba-cli bench --model /tmp/m130.gguf --prompt 512 --gen 50 --backend cuda --streams $s --weights $w --reps 3 --json
-    done
-done
 timeout 60 $D/mamba-cli bench --model models/default-f32.gguf --prompt 512 --gen 50 --backend cuda --streams 1 --reps 3
 stamp done

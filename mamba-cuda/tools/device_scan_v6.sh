@@ -1,7 +1,7 @@
 #!/bin/bash
-# Not yet run (written in session 4, which had no device time left): one
-# device call for the next scan experiment, from the repository root with
-# stage_device.sh's executables in .device/. Here, on this branch:
+# Written in session 4, run in session 5 (results: mamba-cuda/NOTES.md, v6):
+# one device call for the PDL / prefetch / cvt experiment, from the repository
+# root with stage_device.sh's executables in .device/. Here:
 #   bash mamba-cuda/tools/stage_device.sh
 # then on the GPU machine (the `run` tool, carrying .device):
 #   OUT=$OUT bash mamba-cuda/tools/device_scan_v6.sh
