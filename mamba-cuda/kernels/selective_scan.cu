@@ -209,8 +209,9 @@ __device__ __forceinline__ float softplus(float v) {
 __device__ __forceinline__ float silu(float z) { return z / (1.0f + expf(-z)); }
 #endif
 
-// NT consecutive floats of a shared-memory row; 16-byte loads when NT allows
-// (rows start at multiples of NPAD = G * NT floats, so they are aligned).
+// NT consecutive floats of a row in shared or global memory; 16-byte loads
+// when NT allows (the caller guarantees the row is then 16-byte aligned: shared
+// rows start at multiples of NPAD = G * NT floats).
 template <int NT>
 __device__ __forceinline__ void load_row(const float* row, float (&v)[NT]) {
     if constexpr (NT % 4 == 0) {
@@ -225,6 +226,43 @@ __device__ __forceinline__ void load_row(const float* row, float (&v)[NT]) {
     } else {
 #pragma unroll
         for (int k = 0; k < NT; ++k) v[k] = row[k];
+    }
+}
+
+// One token of one channel, shared by both bodies: dt = softplus(delta +
+// bias), the NT state updates, and (OUTPUT) y = (C . s [summed over the G
+// lanes of the channel] + D u) * silu(z), stored by `writer`; yp advances a row.
+template <typename T, int NT, bool OUTPUT>
+__device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT], float& dsum, T*& yp,
+                                           long long y_rs, float bias, float Dv, bool has_z, int G,
+                                           bool writer, float uu, float dd, float zz, const float* brow,
+                                           const float* crow) {
+    const float dt = softplus(dd + bias);
+    dsum += dt;
+    const float du = dt * uu;
+    float bv[NT];
+    load_row<NT>(brow, bv);
+    if (OUTPUT) {
+        float cv[NT];
+        load_row<NT>(crow, cv);
+        // Four partial sums: shorter dependency chains than one.
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
+            acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
+        }
+        float a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        if (G > 1) {
+            for (int off = G >> 1; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
+        }
+        float out = fmaf(Dv, uu, a);
+        if (has_z) out *= silu(zz);
+        if (writer) store_f(yp, out);
+        yp += y_rs;
+    } else {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
     }
 }
 
@@ -295,33 +333,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
 
     // One token: dt, the NT state updates and (OUTPUT) y, written by lane 0 of the channel.
     auto token = [&](float uu, float dd, float zz, const float* brow, const float* crow) {
-        const float dt = softplus(dd + bias);
-        dsum += dt;
-        const float du = dt * uu;
-        float bv[NT];
-        load_row<NT>(brow, bv);
-        // Four partial sums: shorter dependency chains than one.
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (OUTPUT) {
-            float cv[NT];
-            load_row<NT>(crow, cv);
-#pragma unroll
-            for (int j = 0; j < NT; ++j) {
-                s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
-                acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
-            }
-            float a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-            if (G > 1) {
-                for (int off = G >> 1; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
-            }
-            float out = fmaf(Dv, uu, a);
-            if (has_z) out *= silu(zz);
-            if (writer) store_f(yp, out);
-            yp += y_rs;
-        } else {
-#pragma unroll
-            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
-        }
+        scan_token<T, NT, OUTPUT>(s, A2, dsum, yp, y_rs, bias, Dv, has_z, G, writer, uu, dd, zz, brow, crow);
     };
 
     for (int t0 = t_begin; t0 < t_end; t0 += p.tile_len) {
@@ -484,24 +496,8 @@ __device__ __forceinline__ void stage_wait() {
 #endif
 }
 
-// NT floats of a global row: float4 accesses when NT is a multiple of 4 (the
-// caller guarantees the row is then 16-byte aligned).
-template <int NT>
-__device__ __forceinline__ void gld_row(const float* row, float (&v)[NT]) {
-    if constexpr (NT % 4 == 0) {
-#pragma unroll
-        for (int k = 0; k < NT / 4; ++k) {
-            const float4 w = reinterpret_cast<const float4*>(row)[k];
-            v[4 * k] = w.x;
-            v[4 * k + 1] = w.y;
-            v[4 * k + 2] = w.z;
-            v[4 * k + 3] = w.w;
-        }
-    } else {
-#pragma unroll
-        for (int k = 0; k < NT; ++k) v[k] = row[k];
-    }
-}
+// NT floats into a global row: float4 stores when NT is a multiple of 4 (the
+// caller guarantees the row is then 16-byte aligned); load_row reads them.
 template <int NT>
 __device__ __forceinline__ void gst_row(float* row, const float (&v)[NT]) {
     if constexpr (NT % 4 == 0) {
@@ -622,7 +618,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     // of 4), chunk_state rows always (NPAD floats): float4 loads and stores.
     const bool vec_n = NT % 4 == 0 && p.N == NT;
     if (vec_n) {
-        gld_row<NT>(p.A + (long long)e * NT, A2);
+        load_row<NT>(p.A + (long long)e * NT, A2);
     } else {
 #pragma unroll
         for (int j = 0; j < NT; ++j) A2[j] = j < p.N ? p.A[(long long)e * p.N + j] : 0.0f;
@@ -637,7 +633,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     if (c == 0) {
         if (p.s0 != nullptr) {
             if (vec_n) {
-                gld_row<NT>(p.s0 + ((long long)b * p.E + e) * NT, s);
+                load_row<NT>(p.s0 + ((long long)b * p.E + e) * NT, s);
             } else {
 #pragma unroll
                 for (int j = 0; j < NT; ++j)
@@ -646,35 +642,14 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         }
     } else if (OUTPUT) {
         scan_pdl_wait();  // the combine pass wrote the start states
-        gld_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
+        load_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
     }
     T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + (long long)t_begin * p.y_rs + e : nullptr;
     const long long y_rs = p.y_rs;
     float dsum = 0.0f;
 
     auto token = [&](float uu, float dd, float zz, const float* brow, const float* crow) {
-        const float dt = softplus(dd + bias);
-        dsum += dt;
-        const float du = dt * uu;
-        float bv[NT];
-        load_row<NT>(brow, bv);
-        if (OUTPUT) {
-            float cv[NT];
-            load_row<NT>(crow, cv);
-            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-            for (int j = 0; j < NT; ++j) {
-                s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
-                acc[j & 3] = fmaf(s[j], cv[j], acc[j & 3]);
-            }
-            float out = fmaf(Dv, uu, (acc[0] + acc[1]) + (acc[2] + acc[3]));
-            if (has_z) out *= silu(zz);
-            if (e_ok) store_f(yp, out);
-            yp += y_rs;
-        } else {
-#pragma unroll
-            for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
-        }
+        scan_token<T, NT, OUTPUT>(s, A2, dsum, yp, y_rs, bias, Dv, has_z, 1, e_ok, uu, dd, zz, brow, crow);
     };
 
     for (int k = 0; k < ntiles; ++k) {
