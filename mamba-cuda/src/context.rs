@@ -483,18 +483,31 @@ impl GpuContext {
     /// Queues `f` like [`GpuContext::launch`], with programmatic dependent
     /// launch allowed (sm_90+): the kernel may start before the previous
     /// kernel on the stream ends, and must `griddepcontrol.wait` before it
-    /// reads anything that kernel wrote. Where the driver refuses the
-    /// attribute, a plain launch.
+    /// reads anything that kernel wrote. Before sm_90, or where the driver
+    /// refuses the attribute, a plain launch.
     pub(crate) fn launch_programmatic<P: cudarc::driver::DeviceRepr>(
         &self,
         f: &CudaFunction,
         cfg: LaunchConfig,
         params: &P,
     ) -> Result<(), GpuError> {
-        use cudarc::driver::sys;
         if self.props.compute_capability.0 < 9 {
             return self.launch(f, cfg, params);
         }
+        self.try_launch_programmatic(f, cfg, params)
+            .or_else(|_| self.launch(f, cfg, params))
+    }
+
+    /// The launch of [`GpuContext::launch_programmatic`] with no fallback:
+    /// `cuLaunchKernelEx` with the programmatic-stream-serialization
+    /// attribute, its error returned (the decoder then turns PDL off).
+    pub(crate) fn try_launch_programmatic<P: cudarc::driver::DeviceRepr>(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        params: &P,
+    ) -> Result<(), GpuError> {
+        use cudarc::driver::sys;
         if cfg.shared_mem_bytes > 48 * 1024 {
             f.set_attribute(
                 sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -534,7 +547,6 @@ impl GpuContext {
                 .result()
                 .map_err(|e| GpuError::driver("cuLaunchKernelEx", e))
         })
-        .or_else(|_| self.launch(f, cfg, params))
     }
 
     /// Locks the scratch area, grown to at least `bytes` bytes, and returns it

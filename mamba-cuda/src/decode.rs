@@ -1475,40 +1475,7 @@ impl<'c> GpuDecoder<'c> {
         if !self.pdl.get() || !chained || self.marks.borrow().is_some() {
             return self.ctx.launch(f, cfg, p);
         }
-        let stream = self.ctx.stream();
-        guard("cuLaunchKernelEx", || {
-            stream
-                .context()
-                .bind_to_thread()
-                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
-            // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
-            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-            attr.id =
-                sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-            attr.value.programmaticStreamSerializationAllowed = 1;
-            let lc = sys::CUlaunchConfig {
-                gridDimX: cfg.grid_dim.0,
-                gridDimY: cfg.grid_dim.1,
-                gridDimZ: cfg.grid_dim.2,
-                blockDimX: cfg.block_dim.0,
-                blockDimY: cfg.block_dim.1,
-                blockDimZ: cfg.block_dim.2,
-                sharedMemBytes: cfg.shared_mem_bytes,
-                hStream: stream.cu_stream(),
-                attrs: &mut attr,
-                numAttrs: 1,
-            };
-            let mut arg = p as *const P as *mut std::ffi::c_void;
-            // SAFETY: `P` is the #[repr(C)] mirror of the kernel's one
-            // parameter struct (the kernel params array holds a pointer to
-            // it); every pointer in it addresses enough device memory for
-            // the launch's shape (checked by the caller); `lc` and `attr`
-            // outlive the call.
-            unsafe { sys::cuLaunchKernelEx(&lc, f.cu_function(), &mut arg, std::ptr::null_mut()) }
-                .result()
-                .map_err(|e| GpuError::driver("cuLaunchKernelEx", e))
-        })
-        .or_else(|_| {
+        self.ctx.try_launch_programmatic(f, cfg, p).or_else(|_| {
             // No PDL on this driver: plain launches from now on (`run`
             // notes it).
             self.pdl.set(false);
