@@ -1,10 +1,10 @@
-# Sourced by the device scripts (device_v9.sh, device_decode.sh, device_final.sh):
-# $OUT made, .device/ as $D, GPU tests required, a kernel cache, the toolkit's
-# libraries on the path, everything also logged to $OUT/log, and `stamp` for
-# timed section headers.
+# Sourced by the device scripts (device_v9.sh, device_decode.sh, device_final.sh,
+# device_scan*.sh): $OUT made, .device/ as $D (unless set), GPU tests required,
+# a kernel cache, the toolkit's libraries on the path, everything also logged
+# to $OUT/log, and `stamp` for timed section headers.
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
-D=.device
+D=${D:-.device}
 export MAMBA_REQUIRE_GPU=1
 export MAMBA_CUDA_CACHE_DIR=/tmp/mamba-cuda-cache
 export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}

@@ -6,11 +6,7 @@
 # the SASS of the output kernel. Results in $OUT (summary.txt, *.log, sass_*.txt).
 # Usage: bash mamba-cuda/tools/device_scan.sh "label|-D options[|max states per thread[|extra scan_bench args]]" ...
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-D=${D:-.device}
-export MAMBA_REQUIRE_GPU=1
-export MAMBA_CUDA_CACHE_DIR=/tmp/mamba-cuda-cache
+source "$(dirname "$0")/device_env.sh"
 summary=$OUT/summary.txt
 say() { echo "$*" | tee -a "$summary"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee -a "$summary"

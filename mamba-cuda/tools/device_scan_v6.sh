@@ -22,12 +22,7 @@
 #      instruction stall table as CSV (the ncu stall breakdown NOTES.md v4 asks
 #      for) in $OUT/stalls_*.csv.
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-D=${D:-.device}
-export MAMBA_REQUIRE_GPU=1
-export MAMBA_CUDA_CACHE_DIR=/tmp/mamba-cuda-cache
-stamp() { echo "== $(date +%T) $*"; }
+source "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 stamp "tests: selective_scan, cuda_prefill"
 timeout 150 $D/selective_scan --test-threads=8 > "$OUT/tests_scan.log" 2>&1

@@ -10,12 +10,7 @@
 # 4. whole-model prefill, staged / plain;
 # 5. ncu (stall table) of both staged kernels at bf16 (1, 1536, 2048).
 set -u
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-D=${D:-.device}
-export MAMBA_REQUIRE_GPU=1
-export MAMBA_CUDA_CACHE_DIR=/tmp/mamba-cuda-cache
-stamp() { echo "== $(date +%T) $*"; }
+source "$(dirname "$0")/device_env.sh"
 tests() {  # label
     timeout 150 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_$1.log" 2>&1
     echo "selective_scan [$1] rc=$?"; grep -E "test result|panicked" "$OUT/tests_scan_$1.log"
