@@ -34,14 +34,19 @@
 // Tokens loaded together before they are used; the host's tiles are multiples
 // of it (GROUP in selective_scan.rs).
 #define SCAN_GROUP 4
+// k > 0: every k-th state's exp2 runs on the FMA pipe (poly_exp2), the rest
+// on the MUFU. The chunk-state sweep issues ~93 instructions a token against
+// 18 MUFU operations (144 cycles of the MUFU pipe a warp), the output sweep
+// ~146 against 20 (160): both wait on the MUFU more than on issue. Measured
+// on the H200 (NOTES.md, v8): 3 of 16 states in the chunk-state sweep (k = 5)
+// and 2 in the output sweep (k = 8) run the split shapes 2-4% faster than
+// none, the unsplit ones ~1% slower. -DSCAN_POLY_EVERY=0: MUFU only.
 #ifndef SCAN_POLY_EVERY
-#define SCAN_POLY_EVERY 0  // k > 0: every k-th state's exp2 runs on the FMA pipe (poly_exp2)
+#define SCAN_POLY_EVERY 8
 #endif
-// The same per kernel: the chunk-state sweep issues ~93 instructions a token
-// against 18 exp2 (144 cycles of the MUFU pipe a warp), so it is bound by the
-// MUFU; the output sweep by both (~140 / 160).
+// The same per sweep.
 #ifndef SCAN_POLY_EVERY_CS
-#define SCAN_POLY_EVERY_CS SCAN_POLY_EVERY
+#define SCAN_POLY_EVERY_CS (SCAN_POLY_EVERY == 8 ? 5 : SCAN_POLY_EVERY)
 #endif
 #ifndef SCAN_POLY_EVERY_OUT
 #define SCAN_POLY_EVERY_OUT SCAN_POLY_EVERY
@@ -54,6 +59,11 @@
 // (from 126): 24 warps per SM instead of 16. The scan is latency-bound, so
 // this was the largest single gain on the H200 (NOTES.md, v3).
 #define SCAN_MIN_BLOCKS 6
+#endif
+#ifndef SCAN_MIN_BLOCKS_F32
+// The f32 kernels: 5 (96 registers) measured 4-8% faster than 6 at every
+// shape of the table on the H200; bf16 was mixed (NOTES.md, v8).
+#define SCAN_MIN_BLOCKS_F32 5
 #endif
 
 struct ScanParams {
@@ -742,21 +752,21 @@ extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanPara
     }
 }
 
-#define SCAN_INSTANTIATE(T, TN, NT)                                                         \
-    extern "C" __global__ void __launch_bounds__(SCAN_THREADS, SCAN_MIN_BLOCKS)             \
+#define SCAN_INSTANTIATE(T, TN, NT, MINB)                                                   \
+    extern "C" __global__ void __launch_bounds__(SCAN_THREADS, MINB)                        \
         scan_chunk_state_##TN##_nt##NT(ScanParams p) {                                      \
         if (p.staged) scan_body_staged<T, NT, false>(p); else scan_body<T, NT, false>(p); }        \
-    extern "C" __global__ void __launch_bounds__(SCAN_THREADS, SCAN_MIN_BLOCKS)             \
+    extern "C" __global__ void __launch_bounds__(SCAN_THREADS, MINB)                        \
         scan_output_##TN##_nt##NT(ScanParams p) {                                          \
         if (p.staged) scan_body_staged<T, NT, true>(p); else scan_body<T, NT, true>(p); }
 
-SCAN_INSTANTIATE(float, f32, 1)
-SCAN_INSTANTIATE(float, f32, 2)
-SCAN_INSTANTIATE(float, f32, 4)
-SCAN_INSTANTIATE(float, f32, 8)
-SCAN_INSTANTIATE(float, f32, 16)
-SCAN_INSTANTIATE(unsigned short, bf16, 1)
-SCAN_INSTANTIATE(unsigned short, bf16, 2)
-SCAN_INSTANTIATE(unsigned short, bf16, 4)
-SCAN_INSTANTIATE(unsigned short, bf16, 8)
-SCAN_INSTANTIATE(unsigned short, bf16, 16)
+SCAN_INSTANTIATE(float, f32, 1, SCAN_MIN_BLOCKS_F32)
+SCAN_INSTANTIATE(float, f32, 2, SCAN_MIN_BLOCKS_F32)
+SCAN_INSTANTIATE(float, f32, 4, SCAN_MIN_BLOCKS_F32)
+SCAN_INSTANTIATE(float, f32, 8, SCAN_MIN_BLOCKS_F32)
+SCAN_INSTANTIATE(float, f32, 16, SCAN_MIN_BLOCKS_F32)
+SCAN_INSTANTIATE(unsigned short, bf16, 1, SCAN_MIN_BLOCKS)
+SCAN_INSTANTIATE(unsigned short, bf16, 2, SCAN_MIN_BLOCKS)
+SCAN_INSTANTIATE(unsigned short, bf16, 4, SCAN_MIN_BLOCKS)
+SCAN_INSTANTIATE(unsigned short, bf16, 8, SCAN_MIN_BLOCKS)
+SCAN_INSTANTIATE(unsigned short, bf16, 16, SCAN_MIN_BLOCKS)

@@ -37,10 +37,13 @@ stamp scan
 timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan.log" 2>&1; echo "selective_scan tests rc=$? $(grep 'test result' "$OUT/tests_scan.log")"
 MAMBA_CUDA_SCAN_STAGE=0 timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_plain.log" 2>&1; echo "selective_scan tests, plain body, rc=$? $(grep 'test result' "$OUT/tests_scan_plain.log")"
 timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back
+echo "== again (the spread between runs)"
+timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9
 echo "== plain body (MAMBA_CUDA_SCAN_STAGE=0)"
 MAMBA_CUDA_SCAN_STAGE=0 timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9
 # Variants (NVRTC -D options), each after its own scan and prefill tests.
-for v in "pcs8|-DSCAN_POLY_EVERY_CS=8" "pcs4|-DSCAN_POLY_EVERY_CS=4" ${EXTRA_VARIANTS:-}; do
+# mufu: every exponential on the MUFU (the default before v8).
+for v in "mufu|-DSCAN_POLY_EVERY=0" ${EXTRA_VARIANTS:-}; do
     IFS='|' read -r label opts <<< "$v"
     echo "== scan variant $label [$opts]"
     export MAMBA_CUDA_NVRTC_OPTIONS="$opts"
