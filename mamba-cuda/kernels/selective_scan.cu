@@ -116,27 +116,34 @@ __device__ __forceinline__ unsigned short ldg_early(const unsigned short* p) {
 }
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
-__device__ __forceinline__ void store_f(float* p, float v) { *p = v; }
+// y stores: the value is converted unconditionally and only the store is
+// predicated on `w`, so no branch surrounds each token's store (a branch and
+// its convergence cost ~3 instructions a token in the unrolled tiles). No
+// memory clobber: nothing in the kernel reads y.
+__device__ __forceinline__ void store_f(float* p, float v, bool w) {
+    asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %2, 0;\n @q st.global.f32 [%0], %1;\n}" ::"l"(p), "f"(v),
+                 "r"((unsigned)w));
+}
 #ifndef SCAN_CVT_BF16
-#define SCAN_CVT_BF16 0  // 1: round y to bf16 with one cvt.rn.bf16.f32 (sm_80+) (a variant to measure)
+// 1: round y to bf16 with one cvt.rn.bf16.f32 (sm_80+); 0: the same rounding
+// (to nearest even, NaN stays NaN) in 7 integer instructions (NOTES.md, v8).
+#define SCAN_CVT_BF16 1
 #endif
-__device__ __forceinline__ void store_f(unsigned short* p, float v) {
-#if SCAN_CVT_BF16 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    unsigned short h;
-    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
-    *p = h;
-#else
-    // Round to nearest even; NaN stays NaN.
-    unsigned int x = __float_as_uint(v);
+__device__ __forceinline__ void store_f(unsigned short* p, float v, bool w) {
     unsigned short r;
+#if SCAN_CVT_BF16 && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(v));
+#else
+    unsigned int x = __float_as_uint(v);
     if ((x & 0x7fffffffu) > 0x7f800000u) {
         r = (unsigned short)((x >> 16) | 0x40u);
     } else {
         x += 0x7fffu + ((x >> 16) & 1u);
         r = (unsigned short)(x >> 16);
     }
-    *p = r;
 #endif
+    asm volatile("{\n .reg .pred q;\n setp.ne.u32 q, %2, 0;\n @q st.global.b16 [%0], %1;\n}" ::"l"(p), "h"(r),
+                 "r"((unsigned)w));
 }
 
 // One MUFU instruction each (the .ftz forms need no range fix-up code, unlike
@@ -268,7 +275,7 @@ __device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT]
         }
         float out = fmaf(Dv, uu, a);
         if (has_z) out *= silu(zz);
-        if (writer) store_f(yp, out);
+        store_f(yp, out, writer);
         yp += y_rs;
     } else {
 #pragma unroll
