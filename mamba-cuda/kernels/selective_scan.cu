@@ -98,10 +98,6 @@ struct ScanParams {
     int staged;     // 1: scan_body_staged (G == 1, u/delta/z rows 16-byte aligned; see there)
 };
 
-__device__ __forceinline__ float load_f(const float* p) { return __ldg(p); }
-__device__ __forceinline__ float load_f(const unsigned short* p) {
-    return __uint_as_float(((unsigned int)__ldg(p)) << 16);
-}
 // Loads in program order (asm volatile): the prefetch below must not be sunk
 // to the end of the loop by the compiler, which it does with plain loads.
 __device__ __forceinline__ float ldg_early(const float* p) {
@@ -116,6 +112,8 @@ __device__ __forceinline__ unsigned short ldg_early(const unsigned short* p) {
 }
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(unsigned short v) { return __uint_as_float(((unsigned int)v) << 16); }
+__device__ __forceinline__ float load_f(const float* p) { return __ldg(p); }
+__device__ __forceinline__ float load_f(const unsigned short* p) { return to_f(__ldg(p)); }
 // y stores: the value is converted unconditionally and only the store is
 // predicated on `w`, so no branch surrounds each token's store (a branch and
 // its convergence cost ~3 instructions a token in the unrolled tiles). No

@@ -464,13 +464,7 @@ impl GpuContext {
         cfg: LaunchConfig,
         params: &P,
     ) -> Result<(), GpuError> {
-        if cfg.shared_mem_bytes > 48 * 1024 {
-            f.set_attribute(
-                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                cfg.shared_mem_bytes as i32,
-            )
-            .map_err(|e| GpuError::driver("cuFuncSetAttribute", e))?;
-        }
+        allow_dynamic_smem(f, cfg.shared_mem_bytes)?;
         let mut b = self.stream.launch_builder(f);
         b.arg(params);
         // SAFETY: `P` is the #[repr(C)] mirror of the kernel's one parameter
@@ -508,13 +502,7 @@ impl GpuContext {
         params: &P,
     ) -> Result<(), GpuError> {
         use cudarc::driver::sys;
-        if cfg.shared_mem_bytes > 48 * 1024 {
-            f.set_attribute(
-                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                cfg.shared_mem_bytes as i32,
-            )
-            .map_err(|e| GpuError::driver("cuFuncSetAttribute", e))?;
-        }
+        allow_dynamic_smem(f, cfg.shared_mem_bytes)?;
         let stream = &self.stream;
         guard("cuLaunchKernelEx", || {
             stream
@@ -572,6 +560,19 @@ impl GpuContext {
             .ok_or_else(|| GpuError::invalid("workspace"))?;
         Ok((WorkspaceGuard { _guard: ws }, ptr))
     }
+}
+
+/// Raises `f`'s dynamic shared memory limit to `bytes` where that is over
+/// the 48 KiB every kernel may use without asking (both launch paths).
+fn allow_dynamic_smem(f: &CudaFunction, bytes: u32) -> Result<(), GpuError> {
+    if bytes > 48 * 1024 {
+        f.set_attribute(
+            cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            bytes as i32,
+        )
+        .map_err(|e| GpuError::driver("cuFuncSetAttribute", e))?;
+    }
+    Ok(())
 }
 
 /// Keeps the context's scratch area for one caller; see [`GpuContext::workspace`].

@@ -382,6 +382,15 @@ impl GpuContext {
         };
         let channels_per_block = THREADS / plan.g;
         let grid_x = to_i32("grid", e.div_ceil(channels_per_block))? as u32;
+        // The split's second and third kernels may start early (PDL).
+        let pdl = plan.nchunks > 1 && pdl_on();
+        let launch_next = |f: &cudarc::driver::CudaFunction, cfg: LaunchConfig, p: &ScanParams| {
+            if pdl {
+                self.launch_programmatic(f, cfg, p)
+            } else {
+                self.launch(f, cfg, p)
+            }
+        };
         // Held until the last launch is queued (see `GpuContext::workspace`).
         let mut _ws_guard = None;
         if plan.nchunks > 1 {
@@ -399,29 +408,20 @@ impl GpuContext {
             };
             self.launch(&f, cfg, &p)?;
             let f = self.function(&SELECTIVE_SCAN, "scan_combine")?;
-            let pdl = pdl_on();
             let threads = batch * e * plan.npad;
             let cfg = LaunchConfig {
                 grid_dim: (to_i32("grid", threads.div_ceil(THREADS))? as u32, 1, 1),
                 block_dim: (THREADS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
-            if pdl {
-                self.launch_programmatic(&f, cfg, &p)?;
-            } else {
-                self.launch(&f, cfg, &p)?;
-            }
+            launch_next(&f, cfg, &p)?;
         }
         let cfg = LaunchConfig {
             grid_dim: (grid_x, plan.nchunks as u32, batch as u32),
             block_dim: (THREADS as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        if plan.nchunks > 1 && pdl_on() {
-            self.launch_programmatic(&f_out, cfg, &p)
-        } else {
-            self.launch(&f_out, cfg, &p)
-        }
+        launch_next(&f_out, cfg, &p)
     }
 
     /// [`GpuContext::selective_scan`] on host slices: uploads, runs (the
