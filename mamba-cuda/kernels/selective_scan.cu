@@ -55,14 +55,16 @@
 #define SCAN_PREFETCH_GROUP 0  // load the next token group's u, delta, z ahead: 1 in the chunk-state kernel, 2 in both (variants to measure)
 #endif
 #ifndef SCAN_MIN_BLOCKS
-// __launch_bounds__ minimum resident blocks per SM. 6 caps registers at 80
-// (from 126): 24 warps per SM instead of 16. The scan is latency-bound, so
-// this was the largest single gain on the H200 (NOTES.md, v3).
-#define SCAN_MIN_BLOCKS 6
+// __launch_bounds__ minimum resident blocks per SM of the bf16 kernels. 6
+// capped registers at 80 (from 126): 24 warps per SM instead of 16, the
+// largest single gain on the H200 (NOTES.md, v3). 5 (96 registers, no spills
+// in the staged kernels) measured 2-8% faster again once the planner's
+// split and the combine changed (NOTES.md, v9).
+#define SCAN_MIN_BLOCKS 5
 #endif
 #ifndef SCAN_MIN_BLOCKS_F32
 // The f32 kernels: 5 (96 registers) measured 4-8% faster than 6 at every
-// shape of the table on the H200; bf16 was mixed (NOTES.md, v8).
+// shape of the table on the H200 (NOTES.md, v8); bf16 followed in v9.
 #define SCAN_MIN_BLOCKS_F32 5
 #endif
 
@@ -80,6 +82,7 @@ struct ScanParams {
     float* s_final;
     float* chunk_state;
     float* chunk_dsum;
+    unsigned long long* tl;   // -DSCAN_TIMELINE=1 only: first/last times of each phase (ns)
     long long u_bs, u_rs;
     long long delta_bs, delta_rs;
     long long z_bs, z_rs;
@@ -96,6 +99,7 @@ struct ScanParams {
     int nchunks;
     int tile_len;   // tokens of B and C staged in shared memory at once (a power of two)
     int staged;     // 1: scan_body_staged (G == 1, u/delta/z rows 16-byte aligned; see there)
+    int comb_w;     // lanes per chain in scan_combine (a power of two, at most 32)
 };
 
 // Loads in program order (asm volatile): the prefetch below must not be sunk
@@ -204,6 +208,23 @@ __device__ __forceinline__ void scan_pdl_wait() {
 #endif
 }
 
+#ifndef SCAN_TIMELINE
+#define SCAN_TIMELINE 0
+#endif
+// A diagnostic (-DSCAN_TIMELINE=1 and MAMBA_CUDA_SCAN_TIMELINE=1 on the
+// host): thread 0 of each block records when its block reaches phase `slot`,
+// keeping the first and the last time over all blocks (globaltimer, ns).
+__device__ __forceinline__ void tl_mark(unsigned long long* tl, int slot) {
+#if SCAN_TIMELINE
+    if (tl != nullptr && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        atomicMin(tl + 2 * slot, t);
+        atomicMax(tl + 2 * slot + 1, t);
+    }
+#endif
+}
+
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 
@@ -218,11 +239,32 @@ __device__ __forceinline__ float softplus(float v) {
 }
 __device__ __forceinline__ float silu(float z) { return z * fast_rcp(1.0f + fast_exp2(-z * LOG2E)); }
 #else
+#undef SCAN_TANH_SILU
+#define SCAN_TANH_SILU 0
 __device__ __forceinline__ float softplus(float v) {
     return v > 20.0f ? v : log1pf(expf(v));
 }
 __device__ __forceinline__ float silu(float z) { return z / (1.0f + expf(-z)); }
 #endif
+
+#ifndef SCAN_TANH_SILU
+// 1: the bf16 kernels gate with silu(z) = z (1 + tanh(z / 2)) / 2, one MUFU
+// operation (tanh.approx, sm_75+, relative error about 2^-11, far below
+// bf16's rounding of y) instead of two (ex2 and rcp). f32 keeps silu above.
+#define SCAN_TANH_SILU 1
+#endif
+template <typename T>
+__device__ __forceinline__ float gate(float z) {
+#if SCAN_TANH_SILU && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+    if constexpr (sizeof(T) == 2) {
+        const float h = 0.5f * z;
+        float t;
+        asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(h));
+        return fmaf(h, t, h);
+    }
+#endif
+    return silu(z);
+}
 
 // NT consecutive floats of a row in shared or global memory; 16-byte loads
 // when NT allows (the caller guarantees the row is then 16-byte aligned: shared
@@ -249,9 +291,8 @@ __device__ __forceinline__ void load_row(const float* row, float (&v)[NT]) {
 // lanes of the channel] + D u) * silu(z), stored by `writer`; yp advances a row.
 template <typename T, int NT, bool OUTPUT>
 __device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT], float& dsum, T*& yp,
-                                           long long y_rs, float bias, float Dv, bool has_z, int G,
-                                           bool writer, float uu, float dd, float zz, const float* brow,
-                                           const float* crow) {
+                                           long long y_rs, float bias, float Dv, bool has_z, int G, bool writer,
+                                           float uu, float dd, float zz, const float* brow, const float* crow) {
     const float dt = softplus(dd + bias);
     dsum += dt;
     const float du = dt * uu;
@@ -272,7 +313,7 @@ __device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT]
             for (int off = G >> 1; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
         }
         float out = fmaf(Dv, uu, a);
-        if (has_z) out *= silu(zz);
+        if (has_z) out *= gate<T>(zz);
         store_f(yp, out, writer);
         yp += y_rs;
     } else {
@@ -525,15 +566,64 @@ __device__ __forceinline__ void gst_row(float* row, const float (&v)[NT]) {
     }
 }
 
+// 16-byte copies of one staged array with elements of ES bytes: a row (one
+// token's SCAN_THREADS channels) is CHUNKS copies, so one pass of the block
+// covers STEP rows and a tile of TT rows takes NCOPY copies per thread
+// (2 for u, delta and z, bf16 or f32).
+template <int ES, int TT>
+struct StageArr {
+    static constexpr int CHUNKS = SCAN_THREADS * ES / 16;
+    static constexpr int VEC = 16 / ES;
+    static constexpr int STEP = SCAN_THREADS / CHUNKS;
+    static constexpr int NCOPY = TT / STEP;
+    static_assert(NCOPY * STEP == TT, "whole copies per tile");
+};
+
+// One array's copy stream for one thread: set up once per chunk, advanced a
+// tile per issue (NOTES.md, v7: computing addresses per copy cost ~350
+// instructions a tile).
+template <int ES, int TT>
+struct StageSrc {
+    using A = StageArr<ES, TT>;
+    const char* src;  // row row0 of the chunk, column col
+    long long rs;     // bytes between rows
+    int row0;         // first row of this thread's copies (then + STEP each)
+    int dst;          // byte offset in the array's tile: row0 * ROW + col * ES
+    bool ok;          // the column is inside E
+    __device__ __forceinline__ void init(const void* base, long long row_stride_elems, int t_begin, int e0, int E,
+                                         bool live) {
+        const int tid = threadIdx.x;
+        const int col = (tid % A::CHUNKS) * A::VEC;
+        row0 = tid / A::CHUNKS;
+        rs = row_stride_elems * ES;
+        src = (const char*)base + ((long long)(t_begin + row0) * row_stride_elems + e0 + col) * ES;
+        dst = (row0 * SCAN_THREADS + col) * ES;
+        ok = live && e0 + col < E;
+    }
+    // Queues this thread's copies of a tile of nt rows into `tile` (bytes).
+    __device__ __forceinline__ void issue(char* tile, int nt) {
+#pragma unroll
+        for (int h = 0; h < A::NCOPY; ++h) {
+            if (row0 + h * A::STEP < nt && ok)
+                stage_copy16(tile + dst + h * A::STEP * SCAN_THREADS * ES, src + h * A::STEP * rs);
+        }
+        src += TT * rs;
+    }
+};
+
 template <typename T, int NT, bool OUTPUT>
 __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     using S = Stage<T>;
     constexpr int TT = S::TT;
-    constexpr int NARR = OUTPUT ? 3 : 2;  // u, delta (, z)
+    constexpr int TSZ = (int)sizeof(T);
+    constexpr int ROW = TT * SCAN_THREADS * TSZ;  // bytes of one array's tile
+    // One buffer: u, (z,) delta; two buffers, then sB[TT][NPAD], sC[TT][NPAD] (f32).
+    constexpr int BUF = ROW * (OUTPUT ? 3 : 2);
+    constexpr int OFF_Z = ROW;
+    constexpr int OFF_D = ROW * (OUTPUT ? 2 : 1);
     extern __shared__ float smem[];
-    // raw[buf][arr][tt][channel] (T), then sB[TT][NPAD], sC[TT][NPAD] (f32)
-    T* raw = reinterpret_cast<T*>(smem);
-    float* sB = smem + (2 * NARR * TT * SCAN_THREADS * (int)sizeof(T)) / 4;
+    char* raw = reinterpret_cast<char*>(smem);
+    float* sB = smem + (2 * BUF) / 4;
     float* sC = sB + TT * NT;
     const int NPAD = NT;  // G == 1
     const int npad_shift = __ffs(NPAD) - 1;
@@ -549,36 +639,15 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     const int t_begin = c * p.chunk_len;
     const int t_end = min(p.L, t_begin + p.chunk_len);
     const int ntiles = (t_end - t_begin + TT - 1) / TT;
-    const T* ub = (const T*)p.u + (long long)b * p.u_bs + e0;
-    const T* db = (const T*)p.delta + (long long)b * p.delta_bs + e0;
-    const T* zb = has_z ? (const T*)p.z + (long long)b * p.z_bs + e0 : nullptr;
     const T* Bp = (const T*)p.B + (long long)b * p.B_bs;
     const T* Cp = (const T*)p.C + (long long)b * p.C_bs;
 
+    StageSrc<TSZ, TT> cu, cz, cd;
+    cu.init((const T*)p.u + (long long)b * p.u_bs, p.u_rs, t_begin, e0, p.E, true);
+    if (OUTPUT) cz.init(has_z ? (const T*)p.z + (long long)b * p.z_bs : (const T*)p.u, p.z_rs, t_begin, e0, p.E, has_z);
+    cd.init((const T*)p.delta + (long long)b * p.delta_bs, p.delta_rs, t_begin, e0, p.E, true);
+
     T bcv[2 * S::BC_PER];  // raw B and C of the next tile, in flight during this one
-    // Queues tile k's u/delta/z copies into buffer k & 1 and loads its B and C
-    // into bcv (asm volatile loads: issued here, not sunk to their use after
-    // the tile). Rows past the chunk's end are not copied (never read).
-    // Every array's tile is TT rows of CHUNKS 16-byte copies, which is two
-    // copies per thread (TT * CHUNKS == 2 * SCAN_THREADS for both element
-    // types): thread tid copies rows tid / CHUNKS and that + HALF, column ch,
-    // of each array, for the whole chunk. So the addresses are set up once
-    // here and advance by a tile's rows per issue (NOTES.md, v7: computing
-    // them per copy cost ~350 instructions a tile).
-    static_assert(TT * S::CHUNKS == 2 * SCAN_THREADS, "two copies per array and thread");
-    constexpr int HALF = SCAN_THREADS / S::CHUNKS;
-    const int ch = (tid % S::CHUNKS) * S::VEC;
-    const int row_a = tid / S::CHUNKS;
-    const bool ch_ok = e0 + ch < p.E;
-    const T* src[3];
-    long long srs[3];
-    src[0] = ub + (long long)(t_begin + row_a) * p.u_rs + ch;
-    srs[0] = p.u_rs;
-    src[1] = db + (long long)(t_begin + row_a) * p.delta_rs + ch;
-    srs[1] = p.delta_rs;
-    src[2] = has_z ? zb + (long long)(t_begin + row_a) * p.z_rs + ch : ub;
-    srs[2] = has_z ? p.z_rs : 0;
-    const int dst_off = row_a * SCAN_THREADS + ch;
     // B and C: element tid + j * SCAN_THREADS of a tile (row-major TT x NPAD;
     // SCAN_THREADS is a multiple of NPAD), so column bc_n and rows bc_row + j * BC_STEP.
     const int bc_n = tid & (NPAD - 1);
@@ -587,19 +656,15 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     const bool bc_ok = bc_n < p.N;
     const T* bsrc = Bp + (long long)(t_begin + bc_row) * p.B_rs + bc_n;
     const T* csrc = Cp + (long long)(t_begin + bc_row) * p.C_rs + bc_n;
+    // Queues tile k's u (z) copies into buffer k & 1 and loads its B and C
+    // into bcv (asm volatile loads: issued here, not sunk to their use after
+    // the tile). Rows past the chunk's end are not copied (never read).
     auto issue = [&](int k) {
         const int nt = min(TT, t_end - (t_begin + k * TT));
-        T* dst = raw + (k & 1) * (NARR * TT * SCAN_THREADS) + dst_off;
-#pragma unroll
-        for (int arr = 0; arr < NARR; ++arr) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                if (row_a + h * HALF < nt && ch_ok && (arr < 2 || has_z))
-                    stage_copy16(dst + (arr * TT + h * HALF) * SCAN_THREADS, src[arr] + h * HALF * srs[arr]);
-            }
-            src[arr] += TT * srs[arr];
-        }
-        stage_commit();
+        char* buf = raw + (k & 1) * BUF;
+        cu.issue(buf, nt);
+        if (OUTPUT) cz.issue(buf + OFF_Z, nt);
+        cd.issue(buf + OFF_D, nt);
 #pragma unroll
         for (int j = 0; j < S::BC_PER; ++j) {
             const int tt = bc_row + j * bc_step;
@@ -624,8 +689,12 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         }
     };
 
+    tl_mark(p.tl, OUTPUT ? 5 : 0);
     if (!OUTPUT) scan_pdl_launch();  // the combine pass may launch and wait
-    if (ntiles > 0) issue(0);
+    if (ntiles > 0) {
+        issue(0);
+        stage_commit();
+    }
 
     float A2[NT];
     float s[NT];
@@ -657,6 +726,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         }
     } else if (OUTPUT) {
         scan_pdl_wait();  // the combine pass wrote the start states
+        tl_mark(p.tl, 6);
         load_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
     }
     T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + (long long)t_begin * p.y_rs + e : nullptr;
@@ -673,14 +743,17 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         store_bc();
         if (k + 1 < ntiles) {
             issue(k + 1);
+            stage_commit();
             stage_wait<1>();  // tile k's copies (this thread's) have landed
         } else {
             stage_wait<0>();
         }
         __syncthreads();  // ... and everyone's
-        const T* su = raw + (k & 1) * (NARR * TT * SCAN_THREADS) + tid;
-        const T* sd = su + TT * SCAN_THREADS;
-        const T* sz = sd + TT * SCAN_THREADS;
+        if (k == 0) tl_mark(p.tl, OUTPUT ? 7 : 1);
+        const char* buf = raw + (k & 1) * BUF;
+        const T* su = reinterpret_cast<const T*>(buf) + tid;
+        const T* sd = reinterpret_cast<const T*>(buf + OFF_D) + tid;
+        const T* sz = reinterpret_cast<const T*>(buf + OFF_Z) + tid;
         const float* brow = sB;
         const float* crow = sC;
         auto run = [&](int tt) {
@@ -695,6 +768,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         }
     }
 
+    tl_mark(p.tl, OUTPUT ? 8 : 2);
     if (!e_ok) return;
     if (OUTPUT) {
         if (c == p.nchunks - 1) {
@@ -712,49 +786,95 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     }
 }
 
-#ifndef COMBINE_AHEAD
-#define COMBINE_AHEAD 16
-#endif
-
-// Pass 2: one thread per (b, e, n < NPAD). Slot c of chunk_state holds, on entry,
-// chunk c's end state from a zero start (chunk 0: from s0), and on exit chunk c's
-// true start state (c >= 1; slot 0 is left as it was).
-extern "C" __global__ void __launch_bounds__(SCAN_THREADS) scan_combine(ScanParams p) {
+// Pass 2: the chunk chains. Slot c of chunk_state holds, on entry, chunk c's
+// end state from a zero start (chunk 0: from s0), and on exit chunk c's true
+// start state (c >= 1; slot 0 is left as it was). The chain of one (b, e, n)
+// is cut into W = p.comb_w segments of consecutive chunks, one per lane of a
+// group of W lanes: each lane loads its segment's summaries at once, folds
+// them into one map x -> P x + H, a shuffle scan over the W lanes gives each
+// segment its entering state, and the lane walks its segment writing start
+// states. One round of memory latency where a single serial chain took one
+// per COMBINE_AHEAD chunks (4 at 64 chunks, ~4 us on the H200; NOTES.md, v9).
+#define COMBINE_SEG 16
+extern "C" __global__ void __launch_bounds__(256) scan_combine(ScanParams p) {
     const int NPAD = p.npad;
-    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const int W = p.comb_w;
+    const long long gid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const int w = (int)(gid & (W - 1));
+    const long long idx = gid >> (__ffs(W) - 1);  // (b, e, n)
     const long long per_batch = (long long)p.E * NPAD;
-    if (idx >= per_batch * p.batch) return;
-    const int b = (int)(idx / per_batch);
-    const long long en = idx - (long long)b * per_batch;  // e * NPAD + n
+    // Threads past the end compute on (0, 0, 0) and write nothing: the
+    // shuffles need every lane of the group.
+    const bool live = idx < per_batch * p.batch;
+    const long long ci = live ? idx : 0;
+    const int b = (int)(ci / per_batch);
+    const long long en = ci - (long long)b * per_batch;  // e * NPAD + n
     const int e = (int)(en / NPAD);
     const int n = (int)(en - (long long)e * NPAD);
     const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
+    tl_mark(p.tl, 3);
     scan_pdl_launch();  // the output pass may launch and load its inputs
     scan_pdl_wait();    // the chunk-state pass wrote the summaries
+    tl_mark(p.tl, 4);
     const long long cstride = per_batch;  // from chunk c to c + 1
     float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
     const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;
-    float carry = st[0];
-    // Chunk summaries are loaded COMBINE_AHEAD at a time ahead of the serial
-    // chain, so the chain waits on memory once per COMBINE_AHEAD chunks.
-    for (int c0 = 1; c0 < p.nchunks; c0 += COMBINE_AHEAD) {
-        float h[COMBINE_AHEAD], d[COMBINE_AHEAD];
+    // Chunks 1 .. nchunks - 1 get a start state; summaries exist for chunks
+    // 0 .. nchunks - 2 (the last chunk has none).
+    const int last = p.nchunks - 2;  // the last chunk with a summary
+    const int seg = (p.nchunks - 1 + W - 1) / W;
+    const int c_lo = 1 + w * seg;
+    const int c_hi = min(p.nchunks, c_lo + seg);  // this lane: chunks [c_lo, c_hi)
+    const float e0 = st[0];
+    float h[COMBINE_SEG], d[COMBINE_SEG];
+    auto load = [&](int c0) {
 #pragma unroll
-        for (int k = 0; k < COMBINE_AHEAD; ++k) {
+        for (int k = 0; k < COMBINE_SEG; ++k) {
             const int c = c0 + k;
-            const bool live = c < p.nchunks - 1;  // the last chunk has no summary
-            h[k] = live ? st[c * cstride] : 0.0f;
-            d[k] = live ? ds[(long long)c * p.E] : 0.0f;
+            const bool ok = c < c_hi && c <= last;
+            h[k] = ok ? st[c * cstride] : 0.0f;
+            d[k] = ok ? ds[(long long)c * p.E] : 0.0f;
         }
+    };
+    // The segment's map (a chunk past the end has d = 0, h = 0: identity).
+    float H = 0.0f, dsum = 0.0f;
+    for (int c0 = c_lo; c0 < c_hi; c0 += COMBINE_SEG) {
+        load(c0);
 #pragma unroll
-        for (int k = 0; k < COMBINE_AHEAD; ++k) {
+        for (int k = 0; k < COMBINE_SEG; ++k) {
+            H = fmaf(fast_exp2(A2 * d[k]), H, h[k]);
+            dsum += d[k];
+        }
+    }
+    float P = fast_exp2(A2 * dsum);
+    // Inclusive scan over the group's lanes: lane w's map then covers
+    // segments 0 .. w; shifted by one, the state entering segment w.
+    for (int off = 1; off < W; off <<= 1) {
+        const float Pp = __shfl_up_sync(0xffffffffu, P, off, W);
+        const float Hp = __shfl_up_sync(0xffffffffu, H, off, W);
+        if (w >= off) {
+            H = fmaf(P, Hp, H);
+            P *= Pp;
+        }
+    }
+    const float Pe = __shfl_up_sync(0xffffffffu, P, 1, W);
+    const float He = __shfl_up_sync(0xffffffffu, H, 1, W);
+    float carry = w == 0 ? e0 : fmaf(Pe, e0, He);
+    // Walk the segment (a segment of at most COMBINE_SEG chunks is still in
+    // registers; a longer one is loaded again, batch by batch).
+    if (!live) return;
+    for (int c0 = c_lo; c0 < c_hi; c0 += COMBINE_SEG) {
+        if (seg > COMBINE_SEG) load(c0);
+#pragma unroll
+        for (int k = 0; k < COMBINE_SEG; ++k) {
             const int c = c0 + k;
-            if (c < p.nchunks) {
+            if (c < c_hi) {
                 st[c * cstride] = carry;
                 carry = fmaf(fast_exp2(A2 * d[k]), carry, h[k]);
             }
         }
     }
+    tl_mark(p.tl, 9);
 }
 
 #define SCAN_INSTANTIATE(T, TN, NT, MINB)                                                   \

@@ -20,42 +20,58 @@ pub(crate) struct KernelSource {
     pub name: &'static str,
     /// The CUDA C++ source.
     pub src: &'static str,
+    /// Preferred shared-memory carveout (percent of the unified L1 / shared
+    /// storage) set on every function of the file when it is loaded; `None`:
+    /// the driver's choice.
+    pub carveout: Option<i32>,
 }
 
 /// The fused selective scan (three entry points per dtype and state split).
 pub(crate) const SELECTIVE_SCAN: KernelSource = KernelSource {
     name: "selective_scan.cu",
     src: include_str!("../kernels/selective_scan.cu"),
+    // The same (largest) shared-memory share for every scan kernel. The
+    // driver otherwise sizes an SM's carveout per kernel, and an SM changes
+    // it only once idle, so a kernel needing more shared memory than the one
+    // before could not start there until that one's blocks had left, which
+    // undoes the programmatic launch's overlap (seen with an experimental
+    // output kernel of 34 KiB after 26 KiB chunk-state blocks: NOTES.md, v9).
+    carveout: Some(100),
 };
 
 /// The fused causal depthwise conv1d + SiLU.
 pub(crate) const CAUSAL_CONV1D: KernelSource = KernelSource {
     name: "causal_conv1d.cu",
     src: include_str!("../kernels/causal_conv1d.cu"),
+    carveout: None,
 };
 
 /// RMSNorm over rows, f32 in, f32 / f16 / bf16 out.
 pub(crate) const RMSNORM: KernelSource = KernelSource {
     name: "rmsnorm.cu",
     src: include_str!("../kernels/rmsnorm.cu"),
+    carveout: None,
 };
 
 /// Token embedding gather.
 pub(crate) const EMBEDDING: KernelSource = KernelSource {
     name: "embedding.cu",
     src: include_str!("../kernels/embedding.cu"),
+    carveout: None,
 };
 
 /// f32 to f16 / bf16 conversion.
 pub(crate) const CAST: KernelSource = KernelSource {
     name: "cast.cu",
     src: include_str!("../kernels/cast.cu"),
+    carveout: None,
 };
 
 /// In-place bias row add.
 pub(crate) const ADD_BIAS: KernelSource = KernelSource {
     name: "add_bias.cu",
     src: include_str!("../kernels/add_bias.cu"),
+    carveout: None,
 };
 
 /// Decode GEMV with the weights in their stored type (decode_common.cuh prepended).
@@ -65,6 +81,7 @@ pub(crate) const DECODE_GEMV: KernelSource = KernelSource {
         include_str!("../kernels/decode_common.cuh"),
         include_str!("../kernels/decode_gemv.cu")
     ),
+    carveout: None,
 };
 
 /// Decode conv update + SiLU fused with x_proj.
@@ -74,6 +91,7 @@ pub(crate) const DECODE_CONV: KernelSource = KernelSource {
         include_str!("../kernels/decode_common.cuh"),
         include_str!("../kernels/decode_conv.cu")
     ),
+    carveout: None,
 };
 
 /// Decode dt_proj + softplus + state update + D skip + gate.
@@ -83,6 +101,7 @@ pub(crate) const DECODE_SSM: KernelSource = KernelSource {
         include_str!("../kernels/decode_common.cuh"),
         include_str!("../kernels/decode_ssm.cu")
     ),
+    carveout: None,
 };
 
 /// Decode embedding gather in the table's stored type.
@@ -92,12 +111,14 @@ pub(crate) const DECODE_EMBED: KernelSource = KernelSource {
         include_str!("../kernels/decode_common.cuh"),
         include_str!("../kernels/decode_embed.cu")
     ),
+    carveout: None,
 };
 
 /// Decode greedy argmax over the logits.
 pub(crate) const DECODE_ARGMAX: KernelSource = KernelSource {
     name: "decode_argmax.cu",
     src: include_str!("../kernels/decode_argmax.cu"),
+    carveout: None,
 };
 
 /// Every kernel file of the crate.

@@ -453,6 +453,13 @@ impl GpuContext {
         let f = module
             .load_function(name)
             .map_err(|e| GpuError::driver(&format!("cuModuleGetFunction({name})"), e))?;
+        if let Some(pct) = k.carveout {
+            f.set_attribute(
+                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                pct,
+            )
+            .map_err(|e| GpuError::driver("cuFuncSetAttribute(carveout)", e))?;
+        }
         fns.insert(name.to_string(), f.clone());
         Ok(f)
     }

@@ -108,6 +108,7 @@ struct ScanParams {
     s_final: u64,
     chunk_state: u64,
     chunk_dsum: u64,
+    tl: u64,
     u_bs: i64,
     u_rs: i64,
     delta_bs: i64,
@@ -130,6 +131,7 @@ struct ScanParams {
     nchunks: i32,
     tile_len: i32,
     staged: i32,
+    comb_w: i32,
 }
 
 // SAFETY: plain #[repr(C)] data, laid out as the kernel's by-value struct.
@@ -207,6 +209,20 @@ pub(crate) fn plan(
         nchunks: l.div_ceil(chunk_len),
         tile_len: tile_len(npad),
     }
+}
+
+/// Threads per block of `scan_combine`.
+const COMBINE_THREADS: usize = 256;
+/// Chunk summaries one combine lane folds from registers (`COMBINE_SEG`).
+const COMBINE_SEG: usize = 16;
+
+/// Lanes per (batch, channel, state) chain in `scan_combine`: enough that
+/// each lane's segment of the nchunks - 1 start states fits COMBINE_SEG, at
+/// most a warp.
+fn combine_lanes(nchunks: usize) -> usize {
+    (nchunks.saturating_sub(1).div_ceil(COMBINE_SEG))
+        .next_power_of_two()
+        .clamp(1, 32)
 }
 
 /// `MAMBA_CUDA_SCAN_PDL=0` launches the split scan's second and third
@@ -391,6 +407,21 @@ impl GpuContext {
                 self.launch(f, cfg, p)
             }
         };
+        // A diagnostic: with kernels built with -DSCAN_TIMELINE=1,
+        // MAMBA_CUDA_SCAN_TIMELINE=1 prints when the blocks of each phase
+        // first and last reached it (µs after the first chunk-state block).
+        let timeline = std::env::var("MAMBA_CUDA_SCAN_TIMELINE").is_ok_and(|v| v == "1");
+        let tl_buf = if timeline {
+            // 20 u64 (first, last) pairs as 40 f32 bit patterns.
+            let init: Vec<f32> = (0..40)
+                .map(|i| f32::from_bits(if i % 4 < 2 { u32::MAX } else { 0 }))
+                .collect();
+            let b = self.upload(&init)?;
+            p.tl = b.ptr;
+            Some(b)
+        } else {
+            None
+        };
         // Held until the last launch is queued (see `GpuContext::workspace`).
         let mut _ws_guard = None;
         if plan.nchunks > 1 {
@@ -408,10 +439,22 @@ impl GpuContext {
             };
             self.launch(&f, cfg, &p)?;
             let f = self.function(&SELECTIVE_SCAN, "scan_combine")?;
-            let threads = batch * e * plan.npad;
+            // MAMBA_CUDA_SCAN_COMBINE_W (a power of two up to 32) overrides
+            // the lanes per chain, for A/B.
+            let w = std::env::var("MAMBA_CUDA_SCAN_COMBINE_W")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|w| w.is_power_of_two() && *w <= 32)
+                .unwrap_or_else(|| combine_lanes(plan.nchunks));
+            p.comb_w = w as i32;
+            let threads = batch * e * plan.npad * w;
             let cfg = LaunchConfig {
-                grid_dim: (to_i32("grid", threads.div_ceil(THREADS))? as u32, 1, 1),
-                block_dim: (THREADS as u32, 1, 1),
+                grid_dim: (
+                    to_i32("grid", threads.div_ceil(COMBINE_THREADS))? as u32,
+                    1,
+                    1,
+                ),
+                block_dim: (COMBINE_THREADS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
             launch_next(&f, cfg, &p)?;
@@ -421,7 +464,40 @@ impl GpuContext {
             block_dim: (THREADS as u32, 1, 1),
             shared_mem_bytes: smem,
         };
-        launch_next(&f_out, cfg, &p)
+        launch_next(&f_out, cfg, &p)?;
+        if let Some(b) = tl_buf {
+            let raw = self.download(&b)?;
+            let t: Vec<u64> = raw
+                .chunks(2)
+                .map(|w| w[0].to_bits() as u64 | ((w[1].to_bits() as u64) << 32))
+                .collect();
+            let names = [
+                "chunk-state start",
+                "chunk-state first tile ready",
+                "chunk-state end",
+                "combine start",
+                "combine after wait",
+                "output start",
+                "output after wait",
+                "output first tile ready",
+                "output end",
+                "combine end",
+            ];
+            let t0 = t[0];
+            let us = |v: u64| {
+                if v == u64::MAX || v == 0 {
+                    f64::NAN
+                } else {
+                    (v as f64 - t0 as f64) / 1000.0
+                }
+            };
+            let mut line = String::from("timeline µs:");
+            for (i, n) in names.iter().enumerate() {
+                line += &format!(" | {n} {:.1}..{:.1}", us(t[2 * i]), us(t[2 * i + 1]));
+            }
+            eprintln!("{line}");
+        }
+        Ok(())
     }
 
     /// [`GpuContext::selective_scan`] on host slices: uploads, runs (the
@@ -511,6 +587,22 @@ mod tests {
         // Shared memory: 24 KiB of inputs and the B / C tiles.
         assert_eq!(staged_smem(2, 16), 24576 + 2048);
         assert_eq!(staged_smem(4, 16), 24576 + 1024);
+    }
+
+    #[test]
+    fn combine_segments_fit() {
+        for nchunks in 2..3000 {
+            let w = combine_lanes(nchunks);
+            assert!(w.is_power_of_two() && w <= 32, "{nchunks}: {w}");
+            // Every start state has a lane; segments fit in registers up to 512 chunks.
+            let seg = (nchunks - 1).div_ceil(w);
+            assert!(seg * w >= nchunks - 1);
+            if nchunks <= 513 {
+                assert!(seg <= COMBINE_SEG, "{nchunks}: {w} x {seg}");
+            }
+        }
+        assert_eq!(combine_lanes(64), 4);
+        assert_eq!(combine_lanes(2), 1);
     }
 
     #[test]

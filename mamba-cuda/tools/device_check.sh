@@ -4,7 +4,8 @@
 # prefill, the C API's CUDA backend from Rust and from C), then the scan table
 # (default, each VARIANTS entry, default again) and the bf16 prefill. From the
 # repository root with stage_device.sh's executables in .device/ (the `run`
-# tool, carry .device). VARIANTS: "label|options" words, a comma for a space.
+# tool, carry .device). VARIANTS: "label|options|env" words, a comma for a
+# space: NVRTC options and NAME=VALUE environment settings for that variant.
 set -u
 source "$(dirname "$0")/device_env.sh"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
@@ -28,13 +29,15 @@ bench() { timeout 60 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail 
 stamp "scan_bench, default"
 bench
 for v in ${VARIANTS:-}; do
-    IFS='|' read -r label opts <<< "$v"
-    export MAMBA_CUDA_NVRTC_OPTIONS="${opts//,/ }"
-    stamp "variant $label [$MAMBA_CUDA_NVRTC_OPTIONS]"
-    timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_$label.log" 2>&1; echo "selective_scan rc=$? $(grep 'test result' "$OUT/tests_scan_$label.log")"
-    bench
+    IFS='|' read -r label opts envs <<< "$v"
+    stamp "variant $label [${opts//,/ }] [${envs//,/ }]"
+    (
+        export MAMBA_CUDA_NVRTC_OPTIONS="${opts//,/ }"
+        for kv in ${envs//,/ }; do export "$kv"; done
+        timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_$label.log" 2>&1; echo "selective_scan rc=$? $(grep 'test result' "$OUT/tests_scan_$label.log")"
+        bench
+    )
 done
-unset MAMBA_CUDA_NVRTC_OPTIONS
 stamp "scan_bench, default again"
 bench
 stamp "prefill, bf16"
