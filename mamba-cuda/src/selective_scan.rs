@@ -407,21 +407,10 @@ impl GpuContext {
                 self.launch(f, cfg, p)
             }
         };
-        // A diagnostic: with kernels built with -DSCAN_TIMELINE=1,
-        // MAMBA_CUDA_SCAN_TIMELINE=1 prints when the blocks of each phase
-        // first and last reached it (µs after the first chunk-state block).
-        let timeline = std::env::var("MAMBA_CUDA_SCAN_TIMELINE").is_ok_and(|v| v == "1");
-        let tl_buf = if timeline {
-            // 20 u64 (first, last) pairs as 40 f32 bit patterns.
-            let init: Vec<f32> = (0..40)
-                .map(|i| f32::from_bits(if i % 4 < 2 { u32::MAX } else { 0 }))
-                .collect();
-            let b = self.upload(&init)?;
+        let timeline = self.timeline_start()?;
+        if let Some(b) = &timeline {
             p.tl = b.ptr;
-            Some(b)
-        } else {
-            None
-        };
+        }
         // Held until the last launch is queued (see `GpuContext::workspace`).
         let mut _ws_guard = None;
         if plan.nchunks > 1 {
@@ -465,38 +454,59 @@ impl GpuContext {
             shared_mem_bytes: smem,
         };
         launch_next(&f_out, cfg, &p)?;
-        if let Some(b) = tl_buf {
-            let raw = self.download(&b)?;
-            let t: Vec<u64> = raw
-                .chunks(2)
-                .map(|w| w[0].to_bits() as u64 | ((w[1].to_bits() as u64) << 32))
-                .collect();
-            let names = [
-                "chunk-state start",
-                "chunk-state first tile ready",
-                "chunk-state end",
-                "combine start",
-                "combine after wait",
-                "output start",
-                "output after wait",
-                "output first tile ready",
-                "output end",
-                "combine end",
-            ];
-            let t0 = t[0];
-            let us = |v: u64| {
-                if v == u64::MAX || v == 0 {
-                    f64::NAN
-                } else {
-                    (v as f64 - t0 as f64) / 1000.0
-                }
-            };
-            let mut line = String::from("timeline µs:");
-            for (i, n) in names.iter().enumerate() {
-                line += &format!(" | {n} {:.1}..{:.1}", us(t[2 * i]), us(t[2 * i + 1]));
-            }
-            eprintln!("{line}");
+        if let Some(b) = timeline {
+            self.timeline_print(&b)?;
         }
+        Ok(())
+    }
+
+    /// A diagnostic: with kernels built with -DSCAN_TIMELINE=1,
+    /// MAMBA_CUDA_SCAN_TIMELINE=1 gives each call a buffer of 10 phases'
+    /// (first, last) globaltimer stamps, u64 pairs held as f32 bit patterns
+    /// (first at u64::MAX, last at 0 before the run).
+    fn timeline_start(&self) -> Result<Option<GpuBuffer<f32>>, GpuError> {
+        if !std::env::var("MAMBA_CUDA_SCAN_TIMELINE").is_ok_and(|v| v == "1") {
+            return Ok(None);
+        }
+        let init: Vec<f32> = (0..40)
+            .map(|i| f32::from_bits(if i % 4 < 2 { u32::MAX } else { 0 }))
+            .collect();
+        self.upload(&init).map(Some)
+    }
+
+    /// Prints [`GpuContext::timeline_start`]'s buffer after the launches (waits
+    /// for them): when the blocks of each phase first and last reached it, in
+    /// µs after the first chunk-state block.
+    fn timeline_print(&self, b: &GpuBuffer<f32>) -> Result<(), GpuError> {
+        let raw = self.download(b)?;
+        let t: Vec<u64> = raw
+            .chunks(2)
+            .map(|w| w[0].to_bits() as u64 | ((w[1].to_bits() as u64) << 32))
+            .collect();
+        let names = [
+            "chunk-state start",
+            "chunk-state first tile ready",
+            "chunk-state end",
+            "combine start",
+            "combine after wait",
+            "output start",
+            "output after wait",
+            "output first tile ready",
+            "output end",
+            "combine end",
+        ];
+        let us = |v: u64| {
+            if v == u64::MAX || v == 0 {
+                f64::NAN
+            } else {
+                (v as f64 - t[0] as f64) / 1000.0
+            }
+        };
+        let mut line = String::from("timeline µs:");
+        for (i, n) in names.iter().enumerate() {
+            line += &format!(" | {n} {:.1}..{:.1}", us(t[2 * i]), us(t[2 * i + 1]));
+        }
+        eprintln!("{line}");
         Ok(())
     }
 

@@ -32,8 +32,7 @@ for v in ${VARIANTS:-}; do
     IFS='|' read -r label opts envs <<< "$v"
     stamp "variant $label [${opts//,/ }] [${envs//,/ }]"
     (
-        export MAMBA_CUDA_NVRTC_OPTIONS="${opts//,/ }"
-        for kv in ${envs//,/ }; do export "$kv"; done
+        use_variant "$opts" "$envs"
         timeout 60 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_$label.log" 2>&1; echo "selective_scan rc=$? $(grep 'test result' "$OUT/tests_scan_$label.log")"
         bench
     )

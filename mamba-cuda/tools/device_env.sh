@@ -11,3 +11,10 @@ export LD_LIBRARY_PATH=/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PAT
 exec > >(tee -a "$OUT/log") 2>&1
 t0=$SECONDS
 stamp() { echo "---- [$((SECONDS - t0))s] $*"; }
+# Applies a VARIANTS entry's NVRTC options and NAME=VALUE settings (commas
+# stand for spaces) to this shell: use_variant OPTIONS SETTINGS.
+use_variant() {
+    export MAMBA_CUDA_NVRTC_OPTIONS="${1//,/ }"
+    local kv
+    for kv in ${2//,/ }; do export "$kv"; done
+}

@@ -10,8 +10,7 @@ for pass in 1 2; do
     for v in ${VARIANTS:-default||}; do
         IFS='|' read -r label opts envs args <<< "$v"
         (
-            export MAMBA_CUDA_NVRTC_OPTIONS="${opts//,/ }"
-            for kv in ${envs//,/ }; do export "$kv"; done
+            use_variant "$opts" "$envs"
             line="$label:"
             for r in ${ROWS:-0 3}; do
                 ms=$(timeout 60 $D/scan_bench --runs ${RUNS:-30} --only $r --bf16 ${args//,/ } 2>&1 | grep -E "^ +[0-9]+ +[0-9]+ +[0-9]+ \|" | awk -F'|' '{print $3}' | awk '{print $1" ("$4"x)"}')

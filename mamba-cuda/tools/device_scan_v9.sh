@@ -12,7 +12,7 @@ for env in MAMBA_CUDA_SCAN_PDL=0 ${TEST_ENVS:-}; do
     grep -E "panicked" "$OUT/t2.log" | head -3
 done
 stamp "timeline"
-VARIANTS="${TL_VARIANTS:-dt||}" bash "$(dirname "$0")/device_timeline.sh" 2>&1 | grep -v "^---- "
+VARIANTS="${TL_VARIANTS:-default||}" bash "$(dirname "$0")/device_timeline.sh" 2>&1 | grep -v "^---- "
 stamp "quick rows"
 bash "$(dirname "$0")/device_quick.sh" 2>&1 | grep -v "^---- \|NVIDIA"
 stamp done

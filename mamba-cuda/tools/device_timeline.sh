@@ -4,9 +4,9 @@
 # VARIANTS as in device_quick.sh.
 set -u
 source "$(dirname "$0")/device_env.sh"
-for v in ${VARIANTS:-dt||}; do
+for v in ${VARIANTS:-default||}; do
   IFS='|' read -r label opts envs <<< "$v"
-  ( export MAMBA_CUDA_NVRTC_OPTIONS="-DSCAN_TIMELINE=1 ${opts//,/ }"; for kv in ${envs//,/ }; do export "$kv"; done
+  ( use_variant "-DSCAN_TIMELINE=1,$opts" "$envs"
     export MAMBA_CUDA_SCAN_TIMELINE=1
     echo "== $label"; timeout 60 $D/scan_bench --runs 5 --only 0 --bf16 2>&1 | grep timeline | tail -2 | sed 's/timeline µs://' | tr '|' '\n' | paste -sd'|' )
 done
