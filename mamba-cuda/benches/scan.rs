@@ -111,6 +111,7 @@ fn bench<T: Element>(
             delta_bias: Some(&bias),
             initial_state: None,
             chunk_len: chunk,
+            split: Default::default(),
         };
         gpu.selective_scan(shape, &inputs, s.y.as_mat_mut(l, e), &mut s.fin)
     };

@@ -83,6 +83,7 @@ struct ScanParams {
     float* chunk_state;
     float* chunk_dsum;
     unsigned long long* tl;   // -DSCAN_TIMELINE=1 only: first/last times of each phase (ns)
+    unsigned int* bar;        // scan_fused_*: one arrival counter per (batch, channel block), zero between calls
     long long u_bs, u_rs;
     long long delta_bs, delta_rs;
     long long z_bs, z_rs;
@@ -148,6 +149,21 @@ __device__ __forceinline__ void store_f(unsigned short* p, float v, bool w) {
                  "r"((unsigned)w));
 }
 
+// Loads of chunk states in scan_fused_*, which other blocks wrote in the
+// same launch: plain loads are safe after group_wait (its acquire fence
+// invalidates the SM's L1); -DSCAN_STATE_CG=1 reads them through L2 only
+// (strong loads), for A/B.
+#ifndef SCAN_STATE_CG
+#define SCAN_STATE_CG 0
+#endif
+__device__ __forceinline__ float ld_state(const float* p) {
+#if SCAN_STATE_CG
+    return __ldcg(p);
+#else
+    return *p;
+#endif
+}
+
 // One MUFU instruction each (the .ftz forms need no range fix-up code, unlike
 // __expf / __logf without -ftz).
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -208,21 +224,84 @@ __device__ __forceinline__ void scan_pdl_wait() {
 #endif
 }
 
+// A block's chunk and sequence: grid (channel blocks, chunks, batch), or
+// (channel blocks, batch, chunks) for scan_fused_* (p.bar set), so that the
+// last chunk's blocks, idle in the first sweep, are the last launched and
+// take the fifth block slots of the SMs that get five: every SM then sweeps
+// at most four chunks at once when the grid has fewer than five blocks an SM.
+__device__ __forceinline__ int blk_chunk(const ScanParams& p) { return p.bar != nullptr ? blockIdx.z : blockIdx.y; }
+__device__ __forceinline__ int blk_batch(const ScanParams& p) { return p.bar != nullptr ? blockIdx.y : blockIdx.z; }
+
 #ifndef SCAN_TIMELINE
 #define SCAN_TIMELINE 0
 #endif
 // A diagnostic (-DSCAN_TIMELINE=1 and MAMBA_CUDA_SCAN_TIMELINE=1 on the
 // host): thread 0 of each block records when its block reaches phase `slot`,
 // keeping the first and the last time over all blocks (globaltimer, ns).
-__device__ __forceinline__ void tl_mark(unsigned long long* tl, int slot) {
+__device__ __forceinline__ void tl_mark(const ScanParams& p, int slot) {
 #if SCAN_TIMELINE
+    unsigned long long* tl = p.tl;
     if (tl != nullptr && threadIdx.x == 0) {
         unsigned long long t;
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
         atomicMin(tl + 2 * slot, t);
         atomicMax(tl + 2 * slot + 1, t);
+        // Per block, after the 10 phases: (SM, chunk-state start, chunk-state
+        // end, SM, output start, output end), blocks in (b, chunk, x) order.
+        const int k = slot == 0 ? 1 : slot == 2 ? 2 : slot == 5 ? 4 : slot == 8 ? 5 : -1;
+        if (k >= 0) {
+            unsigned int sm;
+            asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+            unsigned long long* row =
+                tl + 20 + 6 * (((long long)blk_batch(p) * p.nchunks + blk_chunk(p)) * gridDim.x + blockIdx.x);
+            row[k] = t;
+            if (k == 1 || k == 4) row[k - 1] = sm;
+        }
     }
 #endif
+}
+
+// The single-launch split (scan_fused_*): the blocks of one (batch, channel
+// block) are all resident at once (a cooperative launch), and meet at an
+// arrival counter instead of at kernel boundaries. A block arrives three
+// times (after its chunk summary, after its share of the chains, at its
+// end); the last arrival puts the counter back to zero for the next call.
+// The arrival orders the block's earlier global writes before the count
+// (barrier, then one thread's fence and atomic, as a grid sync does).
+// Counters sit SCAN_BAR_STRIDE u32 (128 bytes) apart: the pollers of one
+// channel block do not share a line with another's.
+#define SCAN_BAR_STRIDE 32
+#ifndef SCAN_SPIN_SLEEP
+#define SCAN_SPIN_SLEEP 32  // ns between polls of a waiting block
+#endif
+__device__ __forceinline__ unsigned int* group_counter(const ScanParams& p) {
+    return p.bar + ((long long)blockIdx.y * gridDim.x + blockIdx.x) * SCAN_BAR_STRIDE;
+}
+__device__ __forceinline__ void group_arrive(unsigned int* cnt) {
+    __syncthreads();
+    if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(cnt) : "memory");
+}
+// Waits until `target` arrivals are counted; the other blocks' writes before
+// them are then visible (read them with ld.global.cg: L1 is not coherent).
+// Polls with relaxed loads and acquires once: an acquiring load invalidates
+// the SM's L1 each time (CCTL.IVALL), which slowed the blocks still sweeping
+// beside a poller (NOTES.md, v10).
+__device__ __forceinline__ void group_wait(unsigned int* cnt, unsigned int target) {
+    if (threadIdx.x == 0) {
+        while (true) {
+            unsigned int v;
+            asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(cnt) : "memory");
+            if (v >= target) break;
+#if SCAN_SPIN_SLEEP > 0
+            __nanosleep(SCAN_SPIN_SLEEP);
+#endif
+        }
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    }
+    __syncthreads();
+}
+__device__ __forceinline__ void group_leave(unsigned int* cnt, unsigned int nb) {
+    if (threadIdx.x == 0 && atomicAdd(cnt, 1u) == 3u * nb - 1u) atomicExch(cnt, 0u);
 }
 
 #define LOG2E 1.4426950408889634f
@@ -319,6 +398,24 @@ __device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT]
     } else {
 #pragma unroll
         for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
+    }
+}
+
+// load_row for a row another block wrote in this launch: through L2 only.
+template <int NT>
+__device__ __forceinline__ void load_row_cg(const float* row, float (&v)[NT]) {
+    if constexpr (NT % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < NT / 4; ++k) {
+            const float4 w = __ldcg(reinterpret_cast<const float4*>(row) + k);
+            v[4 * k] = w.x;
+            v[4 * k + 1] = w.y;
+            v[4 * k + 2] = w.z;
+            v[4 * k + 3] = w.w;
+        }
+    } else {
+#pragma unroll
+        for (int k = 0; k < NT; ++k) v[k] = __ldcg(row + k);
     }
 }
 
@@ -611,7 +708,7 @@ struct StageSrc {
     }
 };
 
-template <typename T, int NT, bool OUTPUT>
+template <typename T, int NT, bool OUTPUT, bool FUSED = false>
 __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     using S = Stage<T>;
     constexpr int TT = S::TT;
@@ -632,8 +729,8 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     const int e_raw = e0 + tid;
     const bool e_ok = e_raw < p.E;
     const int e = e_ok ? e_raw : p.E - 1;
-    const int c = blockIdx.y;
-    const int b = blockIdx.z;
+    const int c = FUSED ? blockIdx.z : blockIdx.y;
+    const int b = FUSED ? blockIdx.y : blockIdx.z;
     const bool has_z = OUTPUT && p.z != nullptr;
 
     const int t_begin = c * p.chunk_len;
@@ -689,7 +786,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         }
     };
 
-    tl_mark(p.tl, OUTPUT ? 5 : 0);
+    tl_mark(p, OUTPUT ? 5 : 0);
     if (!OUTPUT) scan_pdl_launch();  // the combine pass may launch and wait
     if (ntiles > 0) {
         issue(0);
@@ -725,9 +822,21 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
             }
         }
     } else if (OUTPUT) {
-        scan_pdl_wait();  // the combine pass wrote the start states
-        tl_mark(p.tl, 6);
-        load_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
+        const long long row = (((long long)b * p.nchunks + c) * p.E + e) * NPAD;
+        const float* st = p.chunk_state + row;
+        if (FUSED) {
+            group_wait(group_counter(p), 2u * gridDim.z);  // every chain of the group is walked
+            tl_mark(p, 6);
+#if SCAN_STATE_CG
+            load_row_cg<NT>(st, s);
+#else
+            load_row<NT>(st, s);
+#endif
+        } else {
+            scan_pdl_wait();  // the combine pass wrote the start states
+            tl_mark(p, 6);
+            load_row<NT>(st, s);
+        }
     }
     T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + (long long)t_begin * p.y_rs + e : nullptr;
     const long long y_rs = p.y_rs;
@@ -749,7 +858,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
             stage_wait<0>();
         }
         __syncthreads();  // ... and everyone's
-        if (k == 0) tl_mark(p.tl, OUTPUT ? 7 : 1);
+        if (k == 0) tl_mark(p, OUTPUT ? 7 : 1);
         const char* buf = raw + (k & 1) * BUF;
         const T* su = reinterpret_cast<const T*>(buf) + tid;
         const T* sd = reinterpret_cast<const T*>(buf + OFF_D) + tid;
@@ -768,19 +877,18 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         }
     }
 
-    tl_mark(p.tl, OUTPUT ? 8 : 2);
+    tl_mark(p, OUTPUT ? 8 : 2);
     if (!e_ok) return;
-    if (OUTPUT) {
-        if (c == p.nchunks - 1) {
-            if (vec_n) {
-                gst_row<NT>(p.s_final + ((long long)b * p.E + e) * NT, s);
-            } else {
+    if (OUTPUT && c == p.nchunks - 1) {
+        if (vec_n) {
+            gst_row<NT>(p.s_final + ((long long)b * p.E + e) * NT, s);
+        } else {
 #pragma unroll
-                for (int j = 0; j < NT; ++j)
-                    if (j < p.N) p.s_final[((long long)b * p.E + e) * p.N + j] = s[j];
-            }
+            for (int j = 0; j < NT; ++j)
+                if (j < p.N) p.s_final[((long long)b * p.E + e) * p.N + j] = s[j];
         }
-    } else {
+    }
+    if (!OUTPUT) {
         gst_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
         p.chunk_dsum[((long long)b * p.nchunks + c) * p.E + e] = dsum;
     }
@@ -796,26 +904,13 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
 // states. One round of memory latency where a single serial chain took one
 // per COMBINE_AHEAD chunks (4 at 64 chunks, ~4 us on the H200; NOTES.md, v9).
 #define COMBINE_SEG 16
-extern "C" __global__ void __launch_bounds__(256) scan_combine(ScanParams p) {
-    const int NPAD = p.npad;
-    const int W = p.comb_w;
-    const long long gid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const int w = (int)(gid & (W - 1));
-    const long long idx = gid >> (__ffs(W) - 1);  // (b, e, n)
-    const long long per_batch = (long long)p.E * NPAD;
-    // Threads past the end compute on (0, 0, 0) and write nothing: the
-    // shuffles need every lane of the group.
-    const bool live = idx < per_batch * p.batch;
-    const long long ci = live ? idx : 0;
-    const int b = (int)(ci / per_batch);
-    const long long en = ci - (long long)b * per_batch;  // e * NPAD + n
-    const int e = (int)(en / NPAD);
-    const int n = (int)(en - (long long)e * NPAD);
+// One lane w of W of the chain of (b, e, n) (en = e * NPAD + n). A lane that
+// is not `live` computes on a valid chain and writes nothing: the shuffles
+// need every lane of the group.
+__device__ __forceinline__ void combine_chain(const ScanParams& p, int b, long long en, int e, int n, int w, int W,
+                                              bool live) {
+    const long long per_batch = (long long)p.E * p.npad;
     const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
-    tl_mark(p.tl, 3);
-    scan_pdl_launch();  // the output pass may launch and load its inputs
-    scan_pdl_wait();    // the chunk-state pass wrote the summaries
-    tl_mark(p.tl, 4);
     const long long cstride = per_batch;  // from chunk c to c + 1
     float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
     const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;
@@ -874,7 +969,137 @@ extern "C" __global__ void __launch_bounds__(256) scan_combine(ScanParams p) {
             }
         }
     }
-    tl_mark(p.tl, 9);
+}
+
+extern "C" __global__ void __launch_bounds__(256) scan_combine(ScanParams p) {
+    const int NPAD = p.npad;
+    const int W = p.comb_w;
+    const long long gid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const int w = (int)(gid & (W - 1));
+    const long long idx = gid >> (__ffs(W) - 1);  // (b, e, n)
+    const long long per_batch = (long long)p.E * NPAD;
+    const bool live = idx < per_batch * p.batch;
+    const long long ci = live ? idx : 0;
+    const int b = (int)(ci / per_batch);
+    const long long en = ci - (long long)b * per_batch;  // e * NPAD + n
+    const int e = (int)(en / NPAD);
+    const int n = (int)(en - (long long)e * NPAD);
+    tl_mark(p, 3);
+    scan_pdl_launch();  // the output pass may launch and load its inputs
+    scan_pdl_wait();    // the chunk-state pass wrote the summaries
+    tl_mark(p, 4);
+    combine_chain(p, b, en, e, n, w, W, live);
+    tl_mark(p, 9);
+}
+
+// The chains of channel block blockIdx.x in scan_fused_*: lane q = chunk *
+// SCAN_THREADS + tid of the block's grid row takes lane w = q % W of chain
+// q / W (channel j, state n), W = p.comb_w, its segment of at most
+// FUSED_SEG chunks held in registers. The chunk sums of dt the block's lanes
+// need are staged in shared memory (the sweep's buffers are idle here), so
+// a lane keeps one register a chunk and loads everything in one round trip.
+#define FUSED_SEG 32
+template <int NT>
+__device__ __forceinline__ void fused_combine(const ScanParams& p) {
+    extern __shared__ float smem[];
+    constexpr int CHAINS = SCAN_THREADS * NT;  // NPAD == NT in the staged body
+    const int W = p.comb_w;
+    const int lw = __ffs(W) - 1;
+    const int nb = p.nchunks;
+    const int nsum = nb - 1;  // chunks 0 .. nb - 2 have a summary
+    const int seg = (nsum + W - 1) / W;  // <= FUSED_SEG (the host checks)
+    const int b = blockIdx.y;
+    const int tid = threadIdx.x;
+    const long long cstride = (long long)p.E * NT;
+    const float* dsum = p.chunk_dsum + (long long)b * nb * p.E;
+    // Block-uniform trips (CHAINS * W and the stride are multiples of
+    // SCAN_THREADS): the barriers and the chain's shuffles see every lane.
+    for (int q0 = blockIdx.z * SCAN_THREADS; q0 < CHAINS * W; q0 += nb * SCAN_THREADS) {
+        const int q = q0 + tid;
+        const int k = q >> lw;
+        const int w = q & (W - 1);
+        const int j = k / NT;
+        const int n = k - j * NT;
+        const int e_raw = blockIdx.x * SCAN_THREADS + j;
+        const bool live = e_raw < p.E;
+        const int e = live ? e_raw : p.E - 1;  // computes, never writes
+        float* st = p.chunk_state + (long long)b * nb * cstride + (long long)e * NT + n;
+        const int c_lo = 1 + w * seg;
+        const int c_hi = min(nb, c_lo + seg);  // start states of chunks [c_lo, c_hi)
+        float h[FUSED_SEG];
+#pragma unroll
+        for (int i = 0; i < FUSED_SEG; ++i) {
+            const int c = c_lo + i;
+            h[i] = (c < c_hi && c < nsum) ? ld_state(st + c * cstride) : 0.0f;
+        }
+        const float e0 = ld_state(st);  // chunk 0's end state
+        const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
+        // The block's channels j0 .. j0 + J - 1: their dt sums, one row each.
+        const int j0 = (q0 >> lw) / NT;
+        const int J = ((q0 + SCAN_THREADS - 1) >> lw) / NT - j0 + 1;
+        __syncthreads();  // the last trip's readers are done with the table
+        for (int i = tid; i < J * nsum; i += SCAN_THREADS) {
+            const int jj = i / nsum;
+            const int cc = i - jj * nsum;
+            const int ee = min(blockIdx.x * SCAN_THREADS + j0 + jj, p.E - 1);
+            smem[i] = ld_state(dsum + (long long)cc * p.E + ee);
+        }
+        __syncthreads();
+        const float* dt = smem + (j - j0) * nsum;  // chunk c's sum at dt[c]
+        float H = 0.0f, D = 0.0f;
+#pragma unroll
+        for (int i = 0; i < FUSED_SEG; ++i) {
+            const int c = c_lo + i;
+            if (c < c_hi && c < nsum) {
+                const float d = dt[c];
+                H = fmaf(fast_exp2(A2 * d), H, h[i]);
+                D += d;
+            }
+        }
+        float P = fast_exp2(A2 * D);
+        for (int off = 1; off < W; off <<= 1) {
+            const float Pp = __shfl_up_sync(0xffffffffu, P, off, W);
+            const float Hp = __shfl_up_sync(0xffffffffu, H, off, W);
+            if (w >= off) {
+                H = fmaf(P, Hp, H);
+                P *= Pp;
+            }
+        }
+        const float Pe = __shfl_up_sync(0xffffffffu, P, 1, W);
+        const float He = __shfl_up_sync(0xffffffffu, H, 1, W);
+        float carry = w == 0 ? e0 : fmaf(Pe, e0, He);
+        if (live) {
+#pragma unroll
+            for (int i = 0; i < FUSED_SEG; ++i) {
+                const int c = c_lo + i;
+                if (c < c_hi) {
+                    st[c * cstride] = carry;
+                    if (c < nsum) carry = fmaf(fast_exp2(A2 * dt[c]), carry, h[i]);
+                }
+            }
+        }
+    }
+}
+
+// The whole split in one launch (staged body only; the host launches it
+// cooperatively, so every block of the grid is resident, and only when the
+// grid fits the device at once). Block (x, c, b): chunk c's summary, then a
+// share of the chains of channel block x (fused_combine), then chunk c's output. The two
+// grid-completion waits of the three-kernel split become two waits on the
+// channel block's counter (NOTES.md, v10).
+template <typename T, int NT>
+__device__ __forceinline__ void scan_fused_body(const ScanParams& p) {
+    unsigned int* cnt = group_counter(p);
+    const unsigned int nb = gridDim.z;  // == p.nchunks
+    if ((int)blockIdx.z < p.nchunks - 1) scan_body_staged<T, NT, false, true>(p);
+    group_arrive(cnt);
+    group_wait(cnt, nb);  // every summary of the channel block is written
+    tl_mark(p, 4);
+    fused_combine<NT>(p);
+    tl_mark(p, 9);
+    group_arrive(cnt);  // chunks c > 0 wait for 2 nb arrivals before their start state
+    scan_body_staged<T, NT, true, true>(p);
+    group_leave(cnt, nb);
 }
 
 #define SCAN_INSTANTIATE(T, TN, NT, MINB)                                                   \
@@ -883,7 +1108,9 @@ extern "C" __global__ void __launch_bounds__(256) scan_combine(ScanParams p) {
         if (p.staged) scan_body_staged<T, NT, false>(p); else scan_body<T, NT, false>(p); }        \
     extern "C" __global__ void __launch_bounds__(SCAN_THREADS, MINB)                        \
         scan_output_##TN##_nt##NT(ScanParams p) {                                          \
-        if (p.staged) scan_body_staged<T, NT, true>(p); else scan_body<T, NT, true>(p); }
+        if (p.staged) scan_body_staged<T, NT, true>(p); else scan_body<T, NT, true>(p); }    \
+    extern "C" __global__ void __launch_bounds__(SCAN_THREADS, MINB)                        \
+        scan_fused_##TN##_nt##NT(ScanParams p) { scan_fused_body<T, NT>(p); }
 
 SCAN_INSTANTIATE(float, f32, 1, SCAN_MIN_BLOCKS_F32)
 SCAN_INSTANTIATE(float, f32, 2, SCAN_MIN_BLOCKS_F32)

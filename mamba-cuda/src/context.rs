@@ -83,6 +83,9 @@ pub struct GpuContext {
     /// Scratch for multi-pass kernels; grows, never shrinks. Only used in
     /// stream order, so reuse across calls is safe.
     workspace: Mutex<Option<CudaSlice<u8>>>,
+    /// Arrival counters of the single-launch scan (`scan_fused_*`): zeroed
+    /// once, put back to zero by each launch's last block; grows, never shrinks.
+    counters: Mutex<Option<CudaSlice<u8>>>,
 }
 
 impl GpuContext {
@@ -142,6 +145,7 @@ impl GpuContext {
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
                 workspace: Mutex::new(None),
+                counters: Mutex::new(None),
             })
         })
     }
@@ -185,6 +189,7 @@ impl GpuContext {
                 modules: Mutex::new(modules),
                 functions: Mutex::new(functions),
                 workspace: Mutex::new(None),
+                counters: Mutex::new(None),
             })
         })
     }
@@ -509,6 +514,39 @@ impl GpuContext {
         params: &P,
     ) -> Result<(), GpuError> {
         use cudarc::driver::sys;
+        // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        self.launch_ex(f, cfg, params, attr)
+    }
+
+    /// Queues `f` as a cooperative launch: every block of the grid is
+    /// resident at once, or the launch fails (its error returned, nothing
+    /// queued), so blocks may wait on each other.
+    pub(crate) fn try_launch_cooperative<P: cudarc::driver::DeviceRepr>(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        params: &P,
+    ) -> Result<(), GpuError> {
+        use cudarc::driver::sys;
+        // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+        attr.value.cooperative = 1;
+        self.launch_ex(f, cfg, params, attr)
+    }
+
+    /// `cuLaunchKernelEx` with one launch attribute.
+    fn launch_ex<P: cudarc::driver::DeviceRepr>(
+        &self,
+        f: &CudaFunction,
+        cfg: LaunchConfig,
+        params: &P,
+        mut attr: cudarc::driver::sys::CUlaunchAttribute,
+    ) -> Result<(), GpuError> {
+        use cudarc::driver::sys;
         allow_dynamic_smem(f, cfg.shared_mem_bytes)?;
         let stream = &self.stream;
         guard("cuLaunchKernelEx", || {
@@ -516,11 +554,6 @@ impl GpuContext {
                 .context()
                 .bind_to_thread()
                 .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
-            // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
-            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-            attr.id =
-                sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-            attr.value.programmaticStreamSerializationAllowed = 1;
             let lc = sys::CUlaunchConfig {
                 gridDimX: cfg.grid_dim.0,
                 gridDimY: cfg.grid_dim.1,
@@ -544,28 +577,53 @@ impl GpuContext {
         })
     }
 
-    /// Locks the scratch area, grown to at least `bytes` bytes, and returns it
-    /// with its device address. Hold the guard until every launch that uses
-    /// the scratch is queued: another thread's call could otherwise replace
-    /// (free) it, or write it, between our launches.
-    pub(crate) fn workspace(&self, bytes: usize) -> Result<(WorkspaceGuard<'_>, u64), GpuError> {
-        let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+    /// Locks the scan's arrival counters, at least `count` u32 of them, and
+    /// returns them with their device address (hold the guard until the
+    /// launch is queued). A fresh area is zeroed; the kernel leaves it zero.
+    pub(crate) fn counters(&self, count: usize) -> Result<(WorkspaceGuard<'_>, u64), GpuError> {
+        Self::grown(
+            &self.counters,
+            &self.stream,
+            count * 4,
+            "cuMemAlloc(counters)",
+        )
+    }
+
+    fn grown<'a>(
+        area: &'a Mutex<Option<CudaSlice<u8>>>,
+        stream: &Arc<CudaStream>,
+        bytes: usize,
+        what: &str,
+    ) -> Result<(WorkspaceGuard<'a>, u64), GpuError> {
+        let mut ws = area.lock().unwrap_or_else(|e| e.into_inner());
         let big_enough = ws.as_ref().is_some_and(|w| w.len() >= bytes);
         if !big_enough {
             // The old area is freed in stream order, after the launches that
             // were queued with it.
             *ws = None;
-            let fresh = self
-                .stream
+            let fresh = stream
                 .alloc_zeros::<u8>(bytes.max(1))
-                .map_err(|e| GpuError::driver("cuMemAlloc(workspace)", e))?;
+                .map_err(|e| GpuError::driver(what, e))?;
             *ws = Some(fresh);
         }
         let ptr = ws
             .as_ref()
-            .map(|w| w.device_ptr(&self.stream).0)
+            .map(|w| w.device_ptr(stream).0)
             .ok_or_else(|| GpuError::invalid("workspace"))?;
         Ok((WorkspaceGuard { _guard: ws }, ptr))
+    }
+
+    /// Locks the scratch area, grown to at least `bytes` bytes, and returns it
+    /// with its device address. Hold the guard until every launch that uses
+    /// the scratch is queued: another thread's call could otherwise replace
+    /// (free) it, or write it, between our launches.
+    pub(crate) fn workspace(&self, bytes: usize) -> Result<(WorkspaceGuard<'_>, u64), GpuError> {
+        Self::grown(
+            &self.workspace,
+            &self.stream,
+            bytes,
+            "cuMemAlloc(workspace)",
+        )
     }
 }
 

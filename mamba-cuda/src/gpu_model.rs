@@ -657,6 +657,7 @@ impl<'m, 'c> PrefillRun<'m, 'c> {
                 delta_bias: Some(&lw.dt_b),
                 initial_state: s_in,
                 chunk_len: None,
+                split: Default::default(),
             },
             MatViewMut::new(&mut a.y, 0, len * e, e),
             &mut self.ssm_out[l],

@@ -31,6 +31,7 @@
 //! let out = gpu.selective_scan_host(shape, &HostScanInputs {
 //!     u: &x, delta: &x, z: None, b: &[1.0; 3], c: &[1.0; 3], a: &[-1.0, -1.0],
 //!     d: None, delta_bias: None, initial_state: None, chunk_len: None,
+//!     split: Default::default(),
 //! })?;
 //! assert_eq!(out.y.len(), 6);
 //! # Ok(()) }
@@ -43,6 +44,8 @@
 //! - `MAMBA_CUDA_NVRTC_OPTIONS`: extra NVRTC options, e.g. `-DSCAN_MIN_BLOCKS=5`
 //!   to try a kernel variant (see the knobs at the top of `selective_scan.cu`).
 //! - `MAMBA_CUDA_SCAN_MAX_NT`: cap on the scan's states per thread.
+//! - `MAMBA_CUDA_SCAN_FUSED`: `0` runs every split scan as three kernels, `1`
+//!   as one cooperative launch wherever it fits (see [`ScanSplit`]).
 
 mod buffer;
 mod causal_conv1d;
@@ -63,7 +66,7 @@ pub use decode::{DecodeOptions, DecodeWeights, GpuDecoder, WeightPlacement};
 pub use error::{GpuError, NoGpu};
 pub use gemm::GemmPrecision;
 pub use gpu_model::{GpuModel, LogitsWanted, PrefillRun};
-pub use selective_scan::{HostScanInputs, MAX_STATE, ScanInputs, ScanOutput, ScanShape};
+pub use selective_scan::{HostScanInputs, MAX_STATE, ScanInputs, ScanOutput, ScanShape, ScanSplit};
 
 /// The `.cu` files of the crate, by name.
 pub fn kernel_names() -> Vec<&'static str> {

@@ -54,6 +54,24 @@ pub struct ScanInputs<'a, T: Element> {
     /// Tokens per chunk of the sequence split; `None` (the normal choice):
     /// planned from the device's size. For tests and tuning.
     pub chunk_len: Option<usize>,
+    /// How a split sequence is run (normally [`ScanSplit::Auto`]).
+    pub split: ScanSplit,
+}
+
+/// How a call whose sequence is cut into chunks runs: three kernels (chunk
+/// summaries, the chunk chains, the output), or one cooperative launch whose
+/// blocks meet at counters instead of kernel boundaries (where its grid fits
+/// the device at once; otherwise three kernels anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanSplit {
+    /// One launch where it measured faster (at least 16 chunks of at least
+    /// 64 tokens); `MAMBA_CUDA_SCAN_FUSED=0` or `=1` overrides it.
+    #[default]
+    Auto,
+    /// Always three kernels.
+    ThreeKernels,
+    /// One launch wherever it fits.
+    OneLaunch,
 }
 
 /// The same inputs as host slices, contiguous: (batch, L, E) for u, delta, z;
@@ -80,6 +98,8 @@ pub struct HostScanInputs<'a, T: Element> {
     pub initial_state: Option<&'a [f32]>,
     /// See [`ScanInputs::chunk_len`].
     pub chunk_len: Option<usize>,
+    /// See [`ScanInputs::split`].
+    pub split: ScanSplit,
 }
 
 /// What [`GpuContext::selective_scan_host`] returns.
@@ -109,6 +129,7 @@ struct ScanParams {
     chunk_state: u64,
     chunk_dsum: u64,
     tl: u64,
+    bar: u64,
     u_bs: i64,
     u_rs: i64,
     delta_bs: i64,
@@ -229,6 +250,48 @@ fn combine_lanes(nchunks: usize) -> usize {
 /// kernels plainly instead of with programmatic dependent launch (for A/B).
 fn pdl_on() -> bool {
     std::env::var("MAMBA_CUDA_SCAN_PDL").map_or(true, |v| v != "0")
+}
+
+/// Whether a split call runs as the single cooperative launch
+/// (`scan_fused_*`) where its grid fits the device at once. Measured on the
+/// H200 (NOTES.md, v10): 2.5-7% faster than the three kernels at 16 to 55
+/// chunks of 298 to 2383 tokens; even at 54 chunks of 38 tokens; 12% slower
+/// at 6 chunks (8 x 1536 x 2048), where the three-kernel split runs chunk 0's
+/// output sweep beside the first sweep on the SMs it leaves free. So, for
+/// [`ScanSplit::Auto`]: at least 16 chunks of at least 64 tokens, unless
+/// `MAMBA_CUDA_SCAN_FUSED` is `0` (never) or `1` (wherever it fits).
+fn fused_wanted(split: ScanSplit, plan: &ScanPlan) -> bool {
+    match split {
+        ScanSplit::ThreeKernels => false,
+        ScanSplit::OneLaunch => true,
+        ScanSplit::Auto => match std::env::var("MAMBA_CUDA_SCAN_FUSED").as_deref() {
+            Ok("0") => false,
+            Ok("1") => true,
+            _ => plan.nchunks >= 16 && plan.chunk_len >= 64,
+        },
+    }
+}
+
+/// Lanes per chain in `scan_fused_*`: the chains of a channel block
+/// (THREADS * npad) share the nchunks * THREADS threads of its blocks, so as
+/// many lanes as fit whole (a power of two, 1 to 32; with 1 a lane may take
+/// several chains).
+fn fused_lanes(nchunks: usize, npad: usize) -> usize {
+    let fit = (nchunks / npad).max(1);
+    (1usize << fit.ilog2()).min(32)
+}
+
+/// Chunks a lane of `scan_fused_*`'s chains holds in registers (`FUSED_SEG`).
+const FUSED_SEG: usize = 32;
+
+/// Whether `scan_fused_*`'s chain step fits at `w` lanes a chain: each lane's
+/// segment in FUSED_SEG registers, and the dt sums of the channels one block's
+/// lanes cover (at most THREADS / (w * npad) + 1, a row of nchunks - 1 each)
+/// in its `smem` bytes of shared memory.
+fn fused_fits(nchunks: usize, npad: usize, w: usize, smem: usize) -> bool {
+    let seg = (nchunks - 1).div_ceil(w);
+    let rows = THREADS.div_ceil(w * npad) + 1;
+    seg <= FUSED_SEG && rows * (nchunks - 1) * 4 <= smem
 }
 
 /// `MAMBA_CUDA_SCAN_STAGE=0` keeps the plain kernel body (inputs loaded from
@@ -407,7 +470,7 @@ impl GpuContext {
                 self.launch(f, cfg, p)
             }
         };
-        let timeline = self.timeline_start()?;
+        let timeline = self.timeline_start(grid_x as usize * plan.nchunks * batch)?;
         if let Some(b) = &timeline {
             p.tl = b.ptr;
         }
@@ -420,6 +483,49 @@ impl GpuContext {
             _ws_guard = Some(guard);
             p.chunk_state = ws;
             p.chunk_dsum = ws + (state_elems * 4) as u64;
+            // The whole split in one cooperative launch where the grid fits
+            // the device at once (the staged body only).
+            if staged && fused_wanted(inputs.split, &plan) {
+                let f = self.function(&SELECTIVE_SCAN, &format!("scan_fused_{suffix}"))?;
+                let per_sm = f
+                    .occupancy_max_active_blocks_per_multiprocessor(
+                        THREADS as u32,
+                        smem as usize,
+                        None,
+                    )
+                    .map_err(|e| {
+                        GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e)
+                    })? as usize;
+                let blocks = grid_x as usize * plan.nchunks * batch;
+                let w = std::env::var("MAMBA_CUDA_SCAN_COMBINE_W")
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|w| w.is_power_of_two() && *w <= 32)
+                    .unwrap_or_else(|| fused_lanes(plan.nchunks, plan.npad));
+                if blocks <= per_sm * props.sm_count as usize
+                    && fused_fits(plan.nchunks, plan.npad, w, smem as usize)
+                {
+                    // One 128-byte line a counter (`SCAN_BAR_STRIDE`).
+                    let (cguard, bar) = self.counters(grid_x as usize * batch * 32)?;
+                    let mut pf = p;
+                    pf.bar = bar;
+                    pf.comb_w = w as i32;
+                    // Chunks last (see blk_chunk in the kernel).
+                    let cfg = LaunchConfig {
+                        grid_dim: (grid_x, batch as u32, plan.nchunks as u32),
+                        block_dim: (THREADS as u32, 1, 1),
+                        shared_mem_bytes: smem,
+                    };
+                    // Refused (the device is shared, say): the three kernels.
+                    if self.try_launch_cooperative(&f, cfg, &pf).is_ok() {
+                        drop(cguard);
+                        if let Some(b) = timeline {
+                            self.timeline_print(&b, grid_x as usize)?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
             let f = self.function(&SELECTIVE_SCAN, &format!("scan_chunk_state_{suffix}"))?;
             let cfg = LaunchConfig {
                 grid_dim: (grid_x, (plan.nchunks - 1) as u32, batch as u32),
@@ -455,7 +561,7 @@ impl GpuContext {
         };
         launch_next(&f_out, cfg, &p)?;
         if let Some(b) = timeline {
-            self.timeline_print(&b)?;
+            self.timeline_print(&b, grid_x as usize)?;
         }
         Ok(())
     }
@@ -464,25 +570,57 @@ impl GpuContext {
     /// MAMBA_CUDA_SCAN_TIMELINE=1 gives each call a buffer of 10 phases'
     /// (first, last) globaltimer stamps, u64 pairs held as f32 bit patterns
     /// (first at u64::MAX, last at 0 before the run).
-    fn timeline_start(&self) -> Result<Option<GpuBuffer<f32>>, GpuError> {
+    fn timeline_start(&self, blocks: usize) -> Result<Option<GpuBuffer<f32>>, GpuError> {
         if !std::env::var("MAMBA_CUDA_SCAN_TIMELINE").is_ok_and(|v| v == "1") {
             return Ok(None);
         }
-        let init: Vec<f32> = (0..40)
-            .map(|i| f32::from_bits(if i % 4 < 2 { u32::MAX } else { 0 }))
+        let init: Vec<f32> = (0..40 + 12 * blocks)
+            .map(|i| f32::from_bits(if i < 40 && i % 4 < 2 { u32::MAX } else { 0 }))
             .collect();
         self.upload(&init).map(Some)
     }
 
     /// Prints [`GpuContext::timeline_start`]'s buffer after the launches (waits
     /// for them): when the blocks of each phase first and last reached it, in
-    /// µs after the first chunk-state block.
-    fn timeline_print(&self, b: &GpuBuffer<f32>) -> Result<(), GpuError> {
+    /// µs after the first chunk-state block. With MAMBA_CUDA_SCAN_BLOCKLOG=FILE
+    /// also appends each block's line (x, chunk, b, SM and µs of its
+    /// chunk-state start and end, SM and µs of its output start and end).
+    fn timeline_print(&self, b: &GpuBuffer<f32>, grid_x: usize) -> Result<(), GpuError> {
         let raw = self.download(b)?;
         let t: Vec<u64> = raw
             .chunks(2)
             .map(|w| w[0].to_bits() as u64 | ((w[1].to_bits() as u64) << 32))
             .collect();
+        if let Ok(path) = std::env::var("MAMBA_CUDA_SCAN_BLOCKLOG") {
+            use std::io::Write;
+            let rel = |v: u64| {
+                if v == 0 {
+                    -1.0
+                } else {
+                    (v as f64 - t[0] as f64) / 1000.0
+                }
+            };
+            let mut out = String::from("call\n");
+            for (i, r) in t[20..].chunks(6).enumerate() {
+                let (x, rest) = (i % grid_x, i / grid_x);
+                out += &format!(
+                    "{x} {rest} {} {:.2} {:.2} {} {:.2} {:.2}\n",
+                    r[0],
+                    rel(r[1]),
+                    rel(r[2]),
+                    r[3],
+                    rel(r[4]),
+                    rel(r[5])
+                );
+            }
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = f.write_all(out.as_bytes());
+            }
+        }
         let names = [
             "chunk-state start",
             "chunk-state first tile ready",
@@ -546,6 +684,7 @@ impl GpuContext {
             delta_bias: bias.as_ref(),
             initial_state: s0.as_ref(),
             chunk_len: inputs.chunk_len,
+            split: inputs.split,
         };
         self.selective_scan(shape, &dev, y.as_mat_mut(len, e), &mut fin)?;
         Ok(ScanOutput {
@@ -613,6 +752,34 @@ mod tests {
         }
         assert_eq!(combine_lanes(64), 4);
         assert_eq!(combine_lanes(2), 1);
+    }
+
+    #[test]
+    fn fused_lanes_fit_the_blocks() {
+        for npad in [1, 2, 4, 8, 16] {
+            for nchunks in 2..700 {
+                let w = fused_lanes(nchunks, npad);
+                assert!(w.is_power_of_two() && w <= 32, "{nchunks} {npad}: {w}");
+                // The channel block's chain lanes fit its blocks' threads
+                // unless one lane a chain is already too many.
+                assert!(
+                    w == 1 || THREADS * npad * w <= nchunks * THREADS,
+                    "{nchunks} {npad}: {w}"
+                );
+            }
+        }
+        // 1 x 1536 x 2048 on the H200: 54 chunks of 16 states, 2 lanes.
+        // Whatever the device's size (one wave is at most ~5 blocks an SM).
+        for npad in [1, 2, 4, 8, 16] {
+            for nchunks in 2..1000 {
+                let w = fused_lanes(nchunks, npad);
+                let smem = staged_smem(2, npad).min(staged_smem(4, npad));
+                assert!(fused_fits(nchunks, npad, w, smem), "{nchunks} {npad}");
+            }
+        }
+        assert_eq!(fused_lanes(54, 16), 2);
+        assert_eq!(fused_lanes(10, 16), 1);
+        assert_eq!(fused_lanes(640, 1), 32);
     }
 
     #[test]

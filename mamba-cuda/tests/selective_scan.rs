@@ -5,7 +5,7 @@ mod common;
 
 use common::{Rng, gpu, rel_err};
 use half::bf16;
-use mamba_cuda::{Element, GpuContext, HostScanInputs, MatView, ScanInputs, ScanShape};
+use mamba_cuda::{Element, GpuContext, HostScanInputs, MatView, ScanInputs, ScanShape, ScanSplit};
 
 /// Inputs as f32 (already rounded to T where they are T).
 struct Case {
@@ -108,6 +108,7 @@ fn run_host<T: Element>(
     gpu: &GpuContext,
     k: &Case,
     chunk_len: Option<usize>,
+    split: ScanSplit,
 ) -> (Vec<f32>, Vec<f32>) {
     let (u, delta, b, c) = (
         to_t::<T>(&k.u),
@@ -130,6 +131,7 @@ fn run_host<T: Element>(
                 delta_bias: k.bias.as_deref(),
                 initial_state: k.s0.as_deref(),
                 chunk_len,
+                split,
             },
         )
         .expect("scan");
@@ -142,19 +144,20 @@ fn check<T: Element>(
     shape: ScanShape,
     flags: u32,
     chunk: Option<usize>,
+    split: ScanSplit,
     tol: f64,
 ) {
     let k = make_case::<T>(rng, shape, flags);
     let (y_ref, s_ref) = reference(&k);
-    let (y, s) = run_host::<T>(gpu, &k, chunk);
+    let (y, s) = run_host::<T>(gpu, &k, chunk, split);
     let (ey, es) = (rel_err(&y, &y_ref), rel_err(&s, &s_ref));
     eprintln!(
-        "{} {shape:?} flags {flags:04b} chunk {chunk:?}: y {ey:.2e} state {es:.2e}",
+        "{} {shape:?} flags {flags:04b} chunk {chunk:?} {split:?}: y {ey:.2e} state {es:.2e}",
         T::NAME
     );
     assert!(
         ey <= tol && es <= tol,
-        "{} {shape:?} flags {flags:b} chunk {chunk:?}: y err {ey:e}, state err {es:e}",
+        "{} {shape:?} flags {flags:b} chunk {chunk:?} {split:?}: y err {ey:e}, state err {es:e}",
         T::NAME
     );
 }
@@ -185,18 +188,60 @@ fn sweep<T: Element>(salt: u64, tol: f64) {
                 _ => [40, 136, 33, 130][i as usize % 4],
             };
             let flags = ((i * 7 + 3) % 16) | 1; // z mostly on
-            check::<T>(gpu, &mut rng, shape(batch, l, e, n), flags, None, tol);
+            // Split calls run as one launch or three kernels by turns.
+            let split = [
+                ScanSplit::Auto,
+                ScanSplit::OneLaunch,
+                ScanSplit::ThreeKernels,
+            ][i as usize % 3];
+            check::<T>(
+                gpu,
+                &mut rng,
+                shape(batch, l, e, n),
+                flags,
+                None,
+                split,
+                tol,
+            );
         }
     }
     // Every flag combination, and the single-pass and many-chunk paths.
     for flags in 0..16 {
-        check::<T>(gpu, &mut rng, shape(2, 300, 40, 16), flags, None, tol);
+        let split = [ScanSplit::OneLaunch, ScanSplit::ThreeKernels][flags as usize % 2];
+        check::<T>(
+            gpu,
+            &mut rng,
+            shape(2, 300, 40, 16),
+            flags,
+            None,
+            split,
+            tol,
+        );
     }
     for chunk in [Some(1), Some(37), Some(64), Some(1000), Some(5000)] {
-        check::<T>(gpu, &mut rng, shape(2, 1000, 70, 16), 15, chunk, tol);
+        check::<T>(
+            gpu,
+            &mut rng,
+            shape(2, 1000, 70, 16),
+            15,
+            chunk,
+            ScanSplit::Auto,
+            tol,
+        );
         // The staged body: tiles of 8 (f32) or 16 (bf16) tokens, chunks
-        // not a multiple of them.
-        check::<T>(gpu, &mut rng, shape(2, 1000, 136, 16), 15, chunk, tol);
+        // not a multiple of them; one launch (where it fits: not at 1000
+        // chunks of 1 token) and three kernels.
+        for split in [ScanSplit::OneLaunch, ScanSplit::ThreeKernels] {
+            check::<T>(
+                gpu,
+                &mut rng,
+                shape(2, 1000, 136, 16),
+                15,
+                chunk,
+                split,
+                tol,
+            );
+        }
     }
 }
 
@@ -215,7 +260,15 @@ fn large_batch_one_pass_matches_reference() {
     let Some(gpu) = gpu() else { return };
     let mut rng = Rng::fresh(3);
     // Enough channels that the planner does not split the sequence.
-    check::<f32>(gpu, &mut rng, shape(3, 64, 40000, 16), 15, None, 1e-5);
+    check::<f32>(
+        gpu,
+        &mut rng,
+        shape(3, 64, 40000, 16),
+        15,
+        None,
+        ScanSplit::Auto,
+        1e-5,
+    );
 }
 
 /// Two calls carrying the state equal one call (prefill in pieces).
@@ -227,7 +280,7 @@ fn two_calls_carrying_state_equal_one() {
         let (batch, len, e) = (2, 1000, 24);
         let k = make_case::<f32>(&mut rng, shape(batch, len, e, n), 15);
         let (y_ref, s_ref) = reference(&k);
-        let (y_one, s_one) = run_host::<f32>(gpu, &k, None);
+        let (y_one, s_one) = run_host::<f32>(gpu, &k, None, ScanSplit::Auto);
         let part = |v: &[f32], w: usize, from: usize, to: usize| -> Vec<f32> {
             (0..batch)
                 .flat_map(|b| v[(b * len + from) * w..(b * len + to) * w].to_vec())
@@ -245,7 +298,7 @@ fn two_calls_carrying_state_equal_one() {
             bias: k.bias.clone(),
             s0: k.s0.clone(),
         };
-        let (y1, s1) = run_host::<f32>(gpu, &first, None);
+        let (y1, s1) = run_host::<f32>(gpu, &first, None, ScanSplit::OneLaunch);
         let second = Case {
             shape: shape(batch, len - split, e, n),
             u: part(&k.u, e, split, len),
@@ -256,7 +309,7 @@ fn two_calls_carrying_state_equal_one() {
             s0: Some(s1),
             ..first
         };
-        let (y2, s2) = run_host::<f32>(gpu, &second, None);
+        let (y2, s2) = run_host::<f32>(gpu, &second, None, ScanSplit::OneLaunch);
         let mut y_two = vec![0.0f32; y_one.len()];
         for b in 0..batch {
             y_two[b * len * e..(b * len + split) * e]
@@ -315,6 +368,7 @@ fn strided_views_of_projection_outputs() {
         delta_bias: Some(&bias_d),
         initial_state: Some(&s0_d),
         chunk_len: None,
+        split: ScanSplit::Auto,
     };
     let y_view = mamba_cuda::MatViewMut::new(&mut y_d, e, len * 2 * e, 2 * e);
     gpu.selective_scan(shape(batch, len, e, n), &inputs, y_view, &mut fin)
@@ -351,6 +405,7 @@ fn bad_shapes_are_errors_not_panics() {
         delta_bias: None,
         initial_state: None,
         chunk_len: None,
+        split: ScanSplit::Auto,
     };
     // u too short for (1, 10, 2).
     assert!(
