@@ -267,7 +267,8 @@ __device__ __forceinline__ void tl_mark(const ScanParams& p, int slot) {
 // times (after its chunk summary, after its share of the chains, at its
 // end); the last arrival puts the counter back to zero for the next call.
 // The arrival orders the block's earlier global writes before the count
-// (barrier, then one thread's fence and atomic, as a grid sync does).
+// (a barrier, then one thread's release add, as a grid sync does with a
+// fence and an add).
 // Counters sit SCAN_BAR_STRIDE u32 (128 bytes) apart: the pollers of one
 // channel block do not share a line with another's.
 #define SCAN_BAR_STRIDE 32
@@ -282,9 +283,10 @@ __device__ __forceinline__ void group_arrive(unsigned int* cnt) {
     if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(cnt) : "memory");
 }
 // Waits until `target` arrivals are counted; the other blocks' writes before
-// them are then visible (read them with ld.global.cg: L1 is not coherent).
-// Polls with relaxed loads and acquires once: an acquiring load invalidates
-// the SM's L1 each time (CCTL.IVALL), which slowed the blocks still sweeping
+// them are then visible to every thread of the block (the acquire fence also
+// drops the SM's L1 lines, so plain loads do not see stale copies). Polls
+// with relaxed loads and acquires once: an acquiring load invalidates the
+// SM's L1 each time (CCTL.IVALL), which slowed the blocks still sweeping
 // beside a poller (NOTES.md, v10).
 __device__ __forceinline__ void group_wait(unsigned int* cnt, unsigned int target) {
     if (threadIdx.x == 0) {
@@ -401,7 +403,7 @@ __device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT]
     }
 }
 
-// load_row for a row another block wrote in this launch: through L2 only.
+// load_row through L2 only (ld.global.cg), for -DSCAN_STATE_CG=1.
 template <int NT>
 __device__ __forceinline__ void load_row_cg(const float* row, float (&v)[NT]) {
     if constexpr (NT % 4 == 0) {
