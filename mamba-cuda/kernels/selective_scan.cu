@@ -100,7 +100,7 @@ struct ScanParams {
     int nchunks;
     int tile_len;   // tokens of B and C staged in shared memory at once (a power of two)
     int staged;     // 1: scan_body_staged (G == 1, u/delta/z rows 16-byte aligned; see there)
-    int comb_w;     // lanes per chain in scan_combine (a power of two, at most 32)
+    int comb_w;     // lanes per chain in scan_combine / scan_fused_* (a power of two, at most 32)
 };
 
 // Loads in program order (asm volatile): the prefetch below must not be sunk
@@ -1085,10 +1085,13 @@ __device__ __forceinline__ void fused_combine(const ScanParams& p) {
 
 // The whole split in one launch (staged body only; the host launches it
 // cooperatively, so every block of the grid is resident, and only when the
-// grid fits the device at once). Block (x, c, b): chunk c's summary, then a
-// share of the chains of channel block x (fused_combine), then chunk c's output. The two
-// grid-completion waits of the three-kernel split become two waits on the
-// channel block's counter (NOTES.md, v10).
+// grid fits the device at once). Block (x, b, c): chunk c's summary, then a
+// share of the chains of channel block x (fused_combine), then chunk c's
+// output. The two grid-completion waits of the three-kernel split become two
+// waits on the channel block's counter (NOTES.md, v10). A block's third
+// arrival (group_leave) comes only after it has seen 2 nb arrivals, so the
+// count first reaches 2 nb with every block's second arrival: chunk 0's
+// blocks, which need no start state, wait for it before they leave.
 template <typename T, int NT>
 __device__ __forceinline__ void scan_fused_body(const ScanParams& p) {
     unsigned int* cnt = group_counter(p);
@@ -1101,6 +1104,7 @@ __device__ __forceinline__ void scan_fused_body(const ScanParams& p) {
     tl_mark(p, 9);
     group_arrive(cnt);  // chunks c > 0 wait for 2 nb arrivals before their start state
     scan_body_staged<T, NT, true, true>(p);
+    if (blockIdx.z == 0) group_wait(cnt, 2u * nb);
     group_leave(cnt, nb);
 }
 

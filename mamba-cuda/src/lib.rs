@@ -44,8 +44,8 @@
 //! - `MAMBA_CUDA_NVRTC_OPTIONS`: extra NVRTC options, e.g. `-DSCAN_MIN_BLOCKS=5`
 //!   to try a kernel variant (see the knobs at the top of `selective_scan.cu`).
 //! - `MAMBA_CUDA_SCAN_MAX_NT`: cap on the scan's states per thread.
-//! - `MAMBA_CUDA_SCAN_FUSED`: `0` runs every split scan as three kernels, `1`
-//!   as one cooperative launch wherever it fits (see [`ScanSplit`]).
+//! - `MAMBA_CUDA_SCAN_FUSED`: for [`ScanSplit::Auto`] calls, `0` runs a split
+//!   scan as three kernels, `1` as one cooperative launch wherever it fits.
 
 mod buffer;
 mod causal_conv1d;
@@ -66,7 +66,9 @@ pub use decode::{DecodeOptions, DecodeWeights, GpuDecoder, WeightPlacement};
 pub use error::{GpuError, NoGpu};
 pub use gemm::GemmPrecision;
 pub use gpu_model::{GpuModel, LogitsWanted, PrefillRun};
-pub use selective_scan::{HostScanInputs, MAX_STATE, ScanInputs, ScanOutput, ScanShape, ScanSplit};
+pub use selective_scan::{
+    HostScanInputs, MAX_STATE, ScanInputs, ScanOutput, ScanPath, ScanShape, ScanSplit,
+};
 
 /// The `.cu` files of the crate, by name.
 pub fn kernel_names() -> Vec<&'static str> {

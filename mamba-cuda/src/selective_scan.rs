@@ -109,6 +109,19 @@ pub struct ScanOutput<T> {
     pub y: Vec<T>,
     /// (batch, E, N): the state after the last token.
     pub final_state: Vec<f32>,
+    /// How the call ran.
+    pub path: ScanPath,
+}
+
+/// How a call ran (what [`GpuContext::selective_scan`] returns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanPath {
+    /// The sequence in one piece: one kernel.
+    OnePass,
+    /// Split into chunks: summaries, chains and output as three kernels.
+    ThreeKernels,
+    /// Split into chunks, in one cooperative launch.
+    OneLaunch,
 }
 
 /// Mirror of `ScanParams` in selective_scan.cu (same field order and types).
@@ -352,13 +365,14 @@ impl GpuContext {
     /// (batch, E, N) from [`ScanInputs`]. `final_state` must not be the
     /// initial state's buffer (the borrow rules see to it). To prefill in
     /// pieces, pass each call's final state as the next call's initial state.
+    /// Returns how the call runs.
     pub fn selective_scan<T: Element>(
         &self,
         shape: ScanShape,
         inputs: &ScanInputs<'_, T>,
         y: MatViewMut<'_, T>,
         final_state: &mut GpuBuffer<f32>,
-    ) -> Result<(), GpuError> {
+    ) -> Result<ScanPath, GpuError> {
         let ScanShape {
             batch,
             len,
@@ -522,7 +536,7 @@ impl GpuContext {
                         if let Some(b) = timeline {
                             self.timeline_print(&b, grid_x as usize)?;
                         }
-                        return Ok(());
+                        return Ok(ScanPath::OneLaunch);
                     }
                 }
             }
@@ -563,7 +577,11 @@ impl GpuContext {
         if let Some(b) = timeline {
             self.timeline_print(&b, grid_x as usize)?;
         }
-        Ok(())
+        Ok(if plan.nchunks > 1 {
+            ScanPath::ThreeKernels
+        } else {
+            ScanPath::OnePass
+        })
     }
 
     /// A diagnostic: with kernels built with -DSCAN_TIMELINE=1,
@@ -583,8 +601,8 @@ impl GpuContext {
     /// Prints [`GpuContext::timeline_start`]'s buffer after the launches (waits
     /// for them): when the blocks of each phase first and last reached it, in
     /// µs after the first chunk-state block. With MAMBA_CUDA_SCAN_BLOCKLOG=FILE
-    /// also appends each block's line (x, chunk, b, SM and µs of its
-    /// chunk-state start and end, SM and µs of its output start and end).
+    /// also appends each block's line (x, b * nchunks + chunk, SM and µs of
+    /// its chunk-state start and end, SM and µs of its output start and end).
     fn timeline_print(&self, b: &GpuBuffer<f32>, grid_x: usize) -> Result<(), GpuError> {
         let raw = self.download(b)?;
         let t: Vec<u64> = raw
@@ -686,10 +704,11 @@ impl GpuContext {
             chunk_len: inputs.chunk_len,
             split: inputs.split,
         };
-        self.selective_scan(shape, &dev, y.as_mat_mut(len, e), &mut fin)?;
+        let path = self.selective_scan(shape, &dev, y.as_mat_mut(len, e), &mut fin)?;
         Ok(ScanOutput {
             y: self.download(&y)?,
             final_state: self.download(&fin)?,
+            path,
         })
     }
 }

@@ -5,7 +5,9 @@ mod common;
 
 use common::{Rng, gpu, rel_err};
 use half::bf16;
-use mamba_cuda::{Element, GpuContext, HostScanInputs, MatView, ScanInputs, ScanShape, ScanSplit};
+use mamba_cuda::{
+    Element, GpuContext, HostScanInputs, MatView, ScanInputs, ScanPath, ScanShape, ScanSplit,
+};
 
 /// Inputs as f32 (already rounded to T where they are T).
 struct Case {
@@ -109,7 +111,7 @@ fn run_host<T: Element>(
     k: &Case,
     chunk_len: Option<usize>,
     split: ScanSplit,
-) -> (Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, Vec<f32>, ScanPath) {
     let (u, delta, b, c) = (
         to_t::<T>(&k.u),
         to_t::<T>(&k.delta),
@@ -135,7 +137,11 @@ fn run_host<T: Element>(
             },
         )
         .expect("scan");
-    (out.y.iter().map(|v| v.to_f32()).collect(), out.final_state)
+    (
+        out.y.iter().map(|v| v.to_f32()).collect(),
+        out.final_state,
+        out.path,
+    )
 }
 
 fn check<T: Element>(
@@ -146,10 +152,10 @@ fn check<T: Element>(
     chunk: Option<usize>,
     split: ScanSplit,
     tol: f64,
-) {
+) -> ScanPath {
     let k = make_case::<T>(rng, shape, flags);
     let (y_ref, s_ref) = reference(&k);
-    let (y, s) = run_host::<T>(gpu, &k, chunk, split);
+    let (y, s, path) = run_host::<T>(gpu, &k, chunk, split);
     let (ey, es) = (rel_err(&y, &y_ref), rel_err(&s, &s_ref));
     eprintln!(
         "{} {shape:?} flags {flags:04b} chunk {chunk:?} {split:?}: y {ey:.2e} state {es:.2e}",
@@ -160,6 +166,10 @@ fn check<T: Element>(
         "{} {shape:?} flags {flags:b} chunk {chunk:?} {split:?}: y err {ey:e}, state err {es:e}",
         T::NAME
     );
+    if split == ScanSplit::ThreeKernels {
+        assert_ne!(path, ScanPath::OneLaunch);
+    }
+    path
 }
 
 fn shape(batch: usize, len: usize, channels: usize, state: usize) -> ScanShape {
@@ -232,7 +242,7 @@ fn sweep<T: Element>(salt: u64, tol: f64) {
         // not a multiple of them; one launch (where it fits: not at 1000
         // chunks of 1 token) and three kernels.
         for split in [ScanSplit::OneLaunch, ScanSplit::ThreeKernels] {
-            check::<T>(
+            let path = check::<T>(
                 gpu,
                 &mut rng,
                 shape(2, 1000, 136, 16),
@@ -241,6 +251,11 @@ fn sweep<T: Element>(salt: u64, tol: f64) {
                 split,
                 tol,
             );
+            // 16 chunks x 2 channel blocks x 2 sequences = 64 blocks fit
+            // any GPU with 13 SMs at 5 blocks each (an H200 has 132).
+            if split == ScanSplit::OneLaunch && chunk == Some(64) {
+                assert_eq!(path, ScanPath::OneLaunch, "{}", T::NAME);
+            }
         }
     }
 }
@@ -280,7 +295,7 @@ fn two_calls_carrying_state_equal_one() {
         let (batch, len, e) = (2, 1000, 24);
         let k = make_case::<f32>(&mut rng, shape(batch, len, e, n), 15);
         let (y_ref, s_ref) = reference(&k);
-        let (y_one, s_one) = run_host::<f32>(gpu, &k, None, ScanSplit::Auto);
+        let (y_one, s_one, _) = run_host::<f32>(gpu, &k, None, ScanSplit::Auto);
         let part = |v: &[f32], w: usize, from: usize, to: usize| -> Vec<f32> {
             (0..batch)
                 .flat_map(|b| v[(b * len + from) * w..(b * len + to) * w].to_vec())
@@ -298,7 +313,7 @@ fn two_calls_carrying_state_equal_one() {
             bias: k.bias.clone(),
             s0: k.s0.clone(),
         };
-        let (y1, s1) = run_host::<f32>(gpu, &first, None, ScanSplit::OneLaunch);
+        let (y1, s1, _) = run_host::<f32>(gpu, &first, None, ScanSplit::OneLaunch);
         let second = Case {
             shape: shape(batch, len - split, e, n),
             u: part(&k.u, e, split, len),
@@ -309,7 +324,7 @@ fn two_calls_carrying_state_equal_one() {
             s0: Some(s1),
             ..first
         };
-        let (y2, s2) = run_host::<f32>(gpu, &second, None, ScanSplit::OneLaunch);
+        let (y2, s2, _) = run_host::<f32>(gpu, &second, None, ScanSplit::OneLaunch);
         let mut y_two = vec![0.0f32; y_one.len()];
         for b in 0..batch {
             y_two[b * len * e..(b * len + split) * e]
