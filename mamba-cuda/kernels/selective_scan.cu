@@ -149,21 +149,6 @@ __device__ __forceinline__ void store_f(unsigned short* p, float v, bool w) {
                  "r"((unsigned)w));
 }
 
-// Loads of chunk states in scan_fused_*, which other blocks wrote in the
-// same launch: plain loads are safe after group_wait (its acquire fence
-// invalidates the SM's L1); -DSCAN_STATE_CG=1 reads them through L2 only
-// (strong loads), for A/B.
-#ifndef SCAN_STATE_CG
-#define SCAN_STATE_CG 0
-#endif
-__device__ __forceinline__ float ld_state(const float* p) {
-#if SCAN_STATE_CG
-    return __ldcg(p);
-#else
-    return *p;
-#endif
-}
-
 // One MUFU instruction each (the .ftz forms need no range fix-up code, unlike
 // __expf / __logf without -ftz).
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -400,24 +385,6 @@ __device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT]
     } else {
 #pragma unroll
         for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
-    }
-}
-
-// load_row through L2 only (ld.global.cg), for -DSCAN_STATE_CG=1.
-template <int NT>
-__device__ __forceinline__ void load_row_cg(const float* row, float (&v)[NT]) {
-    if constexpr (NT % 4 == 0) {
-#pragma unroll
-        for (int k = 0; k < NT / 4; ++k) {
-            const float4 w = __ldcg(reinterpret_cast<const float4*>(row) + k);
-            v[4 * k] = w.x;
-            v[4 * k + 1] = w.y;
-            v[4 * k + 2] = w.z;
-            v[4 * k + 3] = w.w;
-        }
-    } else {
-#pragma unroll
-        for (int k = 0; k < NT; ++k) v[k] = __ldcg(row + k);
     }
 }
 
@@ -824,21 +791,15 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
             }
         }
     } else if (OUTPUT) {
-        const long long row = (((long long)b * p.nchunks + c) * p.E + e) * NPAD;
-        const float* st = p.chunk_state + row;
-        if (FUSED) {
-            group_wait(group_counter(p), 2u * gridDim.z);  // every chain of the group is walked
-            tl_mark(p, 6);
-#if SCAN_STATE_CG
-            load_row_cg<NT>(st, s);
-#else
-            load_row<NT>(st, s);
-#endif
-        } else {
-            scan_pdl_wait();  // the combine pass wrote the start states
-            tl_mark(p, 6);
-            load_row<NT>(st, s);
-        }
+        // The chain step wrote the start states: the combine kernel, or in
+        // scan_fused_* the channel block's lanes (plain loads are safe after
+        // group_wait: its acquire fence drops the SM's L1 lines).
+        if (FUSED)
+            group_wait(group_counter(p), 2u * gridDim.z);
+        else
+            scan_pdl_wait();
+        tl_mark(p, 6);
+        load_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
     }
     T* yp = OUTPUT ? (T*)p.y + (long long)b * p.y_bs + (long long)t_begin * p.y_rs + e : nullptr;
     const long long y_rs = p.y_rs;
@@ -906,6 +867,24 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
 // states. One round of memory latency where a single serial chain took one
 // per COMBINE_AHEAD chunks (4 at 64 chunks, ~4 us on the H200; NOTES.md, v9).
 #define COMBINE_SEG 16
+// The state entering lane w's segment of a chain cut into W segments on
+// consecutive lanes (a power of two, every lane of the warp here): each lane
+// holds its segment's map x -> P x + H; an inclusive shuffle scan gives lane
+// w the map of segments 0 .. w, and shifted by one, applied to e0 (chunk 0's
+// end state), the state entering segment w.
+__device__ __forceinline__ float segment_entry(float P, float H, int w, int W, float e0) {
+    for (int off = 1; off < W; off <<= 1) {
+        const float Pp = __shfl_up_sync(0xffffffffu, P, off, W);
+        const float Hp = __shfl_up_sync(0xffffffffu, H, off, W);
+        if (w >= off) {
+            H = fmaf(P, Hp, H);
+            P *= Pp;
+        }
+    }
+    const float Pe = __shfl_up_sync(0xffffffffu, P, 1, W);
+    const float He = __shfl_up_sync(0xffffffffu, H, 1, W);
+    return w == 0 ? e0 : fmaf(Pe, e0, He);
+}
 // One lane w of W of the chain of (b, e, n) (en = e * NPAD + n). A lane that
 // is not `live` computes on a valid chain and writes nothing: the shuffles
 // need every lane of the group.
@@ -943,20 +922,7 @@ __device__ __forceinline__ void combine_chain(const ScanParams& p, int b, long l
             dsum += d[k];
         }
     }
-    float P = fast_exp2(A2 * dsum);
-    // Inclusive scan over the group's lanes: lane w's map then covers
-    // segments 0 .. w; shifted by one, the state entering segment w.
-    for (int off = 1; off < W; off <<= 1) {
-        const float Pp = __shfl_up_sync(0xffffffffu, P, off, W);
-        const float Hp = __shfl_up_sync(0xffffffffu, H, off, W);
-        if (w >= off) {
-            H = fmaf(P, Hp, H);
-            P *= Pp;
-        }
-    }
-    const float Pe = __shfl_up_sync(0xffffffffu, P, 1, W);
-    const float He = __shfl_up_sync(0xffffffffu, H, 1, W);
-    float carry = w == 0 ? e0 : fmaf(Pe, e0, He);
+    float carry = segment_entry(fast_exp2(A2 * dsum), H, w, W, e0);
     // Walk the segment (a segment of at most COMBINE_SEG chunks is still in
     // registers; a longer one is loaded again, batch by batch).
     if (!live) return;
@@ -1032,9 +998,9 @@ __device__ __forceinline__ void fused_combine(const ScanParams& p) {
 #pragma unroll
         for (int i = 0; i < FUSED_SEG; ++i) {
             const int c = c_lo + i;
-            h[i] = (c < c_hi && c < nsum) ? ld_state(st + c * cstride) : 0.0f;
+            h[i] = (c < c_hi && c < nsum) ? st[c * cstride] : 0.0f;
         }
-        const float e0 = ld_state(st);  // chunk 0's end state
+        const float e0 = st[0];  // chunk 0's end state
         const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
         // The block's channels j0 .. j0 + J - 1: their dt sums, one row each.
         const int j0 = (q0 >> lw) / NT;
@@ -1044,7 +1010,7 @@ __device__ __forceinline__ void fused_combine(const ScanParams& p) {
             const int jj = i / nsum;
             const int cc = i - jj * nsum;
             const int ee = min(blockIdx.x * SCAN_THREADS + j0 + jj, p.E - 1);
-            smem[i] = ld_state(dsum + (long long)cc * p.E + ee);
+            smem[i] = dsum[(long long)cc * p.E + ee];
         }
         __syncthreads();
         const float* dt = smem + (j - j0) * nsum;  // chunk c's sum at dt[c]
@@ -1058,18 +1024,7 @@ __device__ __forceinline__ void fused_combine(const ScanParams& p) {
                 D += d;
             }
         }
-        float P = fast_exp2(A2 * D);
-        for (int off = 1; off < W; off <<= 1) {
-            const float Pp = __shfl_up_sync(0xffffffffu, P, off, W);
-            const float Hp = __shfl_up_sync(0xffffffffu, H, off, W);
-            if (w >= off) {
-                H = fmaf(P, Hp, H);
-                P *= Pp;
-            }
-        }
-        const float Pe = __shfl_up_sync(0xffffffffu, P, 1, W);
-        const float He = __shfl_up_sync(0xffffffffu, H, 1, W);
-        float carry = w == 0 ? e0 : fmaf(Pe, e0, He);
+        float carry = segment_entry(fast_exp2(A2 * D), H, w, W, e0);
         if (live) {
 #pragma unroll
             for (int i = 0; i < FUSED_SEG; ++i) {

@@ -259,6 +259,15 @@ fn combine_lanes(nchunks: usize) -> usize {
         .clamp(1, 32)
 }
 
+/// `MAMBA_CUDA_SCAN_COMBINE_W` (a power of two up to 32) overrides the lanes
+/// per chain of either chain step, for A/B.
+fn combine_w_override() -> Option<usize> {
+    std::env::var("MAMBA_CUDA_SCAN_COMBINE_W")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|w| w.is_power_of_two() && *w <= 32)
+}
+
 /// `MAMBA_CUDA_SCAN_PDL=0` launches the split scan's second and third
 /// kernels plainly instead of with programmatic dependent launch (for A/B).
 fn pdl_on() -> bool {
@@ -511,11 +520,8 @@ impl GpuContext {
                         GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e)
                     })? as usize;
                 let blocks = grid_x as usize * plan.nchunks * batch;
-                let w = std::env::var("MAMBA_CUDA_SCAN_COMBINE_W")
-                    .ok()
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .filter(|w| w.is_power_of_two() && *w <= 32)
-                    .unwrap_or_else(|| fused_lanes(plan.nchunks, plan.npad));
+                let w =
+                    combine_w_override().unwrap_or_else(|| fused_lanes(plan.nchunks, plan.npad));
                 if blocks <= per_sm * props.sm_count as usize
                     && fused_fits(plan.nchunks, plan.npad, w, smem as usize)
                 {
@@ -548,13 +554,7 @@ impl GpuContext {
             };
             self.launch(&f, cfg, &p)?;
             let f = self.function(&SELECTIVE_SCAN, "scan_combine")?;
-            // MAMBA_CUDA_SCAN_COMBINE_W (a power of two up to 32) overrides
-            // the lanes per chain, for A/B.
-            let w = std::env::var("MAMBA_CUDA_SCAN_COMBINE_W")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .filter(|w| w.is_power_of_two() && *w <= 32)
-                .unwrap_or_else(|| combine_lanes(plan.nchunks));
+            let w = combine_w_override().unwrap_or_else(|| combine_lanes(plan.nchunks));
             p.comb_w = w as i32;
             let threads = batch * e * plan.npad * w;
             let cfg = LaunchConfig {
