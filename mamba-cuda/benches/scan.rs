@@ -6,7 +6,7 @@
 //! `cargo bench -p mamba-cuda --bench scan [-- --chunk TOKENS] [-- --runs N]`
 
 use half::bf16;
-use mamba_cuda::{Element, GpuBuffer, GpuContext, GpuError, ScanInputs, ScanShape};
+use mamba_cuda::{Element, GpuBuffer, GpuContext, GpuError, ScanInputs, ScanPath, ScanShape};
 
 /// (batch, E, L, mamba_ssm f32 ms, mamba_ssm bf16 ms), measured on the H200.
 const TABLE: [(usize, usize, usize, f64, f64); 7] = [
@@ -56,6 +56,8 @@ struct Row {
     b2b_ms: f64,
     /// Host time to queue one call (no synchronization), microseconds.
     host_us: f64,
+    /// How the calls ran.
+    path: Option<ScanPath>,
 }
 
 fn bench<T: Element>(
@@ -99,7 +101,8 @@ fn bench<T: Element>(
         channels: e,
         state: N,
     };
-    let run = |s: &mut Set<T>| -> Result<(), GpuError> {
+    let mut path = None;
+    let mut run = |s: &mut Set<T>| -> Result<(), GpuError> {
         let inputs = ScanInputs {
             u: s.u.as_mat(l, e),
             delta: s.delta.as_mat(l, e),
@@ -113,8 +116,8 @@ fn bench<T: Element>(
             chunk_len: chunk,
             split: Default::default(),
         };
-        gpu.selective_scan(shape, &inputs, s.y.as_mat_mut(l, e), &mut s.fin)
-            .map(|_| ())
+        path = Some(gpu.selective_scan(shape, &inputs, s.y.as_mat_mut(l, e), &mut s.fin)?);
+        Ok(())
     };
     for i in 0..3.max(nsets) {
         run(&mut sets[i % nsets])?;
@@ -161,6 +164,7 @@ fn bench<T: Element>(
         gbs: bytes as f64 / (ms * 1e-3) / 1e9,
         b2b_ms: b2b[b2b.len() / 2],
         host_us: host[host.len() / 2],
+        path,
     })
 }
 
@@ -209,6 +213,7 @@ fn main() {
                 gbs: f64::NAN,
                 b2b_ms: f64::NAN,
                 host_us: f64::NAN,
+                path: None,
             })
         };
         let r32 = if want32 {
@@ -234,8 +239,8 @@ fn main() {
                     a.ms, a.gbs, b.ms, b.gbs
                 );
                 println!(
-                    "    back-to-back ms f32 {:.3} bf16 {:.3}; host queueing us f32 {:.1} bf16 {:.1}",
-                    a.b2b_ms, b.b2b_ms, a.host_us, b.host_us
+                    "    back-to-back ms f32 {:.3} bf16 {:.3}; host queueing us f32 {:.1} bf16 {:.1}; path f32 {:?} bf16 {:?}",
+                    a.b2b_ms, b.b2b_ms, a.host_us, b.host_us, a.path, b.path
                 );
             }
             (a, b) => {

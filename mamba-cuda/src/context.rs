@@ -86,6 +86,9 @@ pub struct GpuContext {
     /// Arrival counters of the single-launch scan (`scan_fused_*`): zeroed
     /// once, put back to zero by each launch's last block; grows, never shrinks.
     counters: Mutex<Option<CudaSlice<u8>>>,
+    /// Resident blocks per SM by (function, threads a block, dynamic shared
+    /// bytes), asked of the driver once (`GpuContext::blocks_per_sm`).
+    occupancy: Mutex<HashMap<(usize, u32, usize), usize>>,
 }
 
 impl GpuContext {
@@ -146,6 +149,7 @@ impl GpuContext {
                 functions: Mutex::new(HashMap::new()),
                 workspace: Mutex::new(None),
                 counters: Mutex::new(None),
+                occupancy: Mutex::new(HashMap::new()),
             })
         })
     }
@@ -190,6 +194,7 @@ impl GpuContext {
                 functions: Mutex::new(functions),
                 workspace: Mutex::new(None),
                 counters: Mutex::new(None),
+                occupancy: Mutex::new(HashMap::new()),
             })
         })
     }
@@ -467,6 +472,30 @@ impl GpuContext {
         }
         fns.insert(name.to_string(), f.clone());
         Ok(f)
+    }
+
+    /// How many blocks of `threads` threads with `smem` bytes of dynamic
+    /// shared memory one SM holds at once for `f` (0: none fit). The driver
+    /// is asked once per (function, threads, smem): the query costs a few
+    /// microseconds of host time, which a single call's latency would
+    /// otherwise include before its first launch.
+    pub(crate) fn blocks_per_sm(
+        &self,
+        f: &CudaFunction,
+        threads: u32,
+        smem: usize,
+    ) -> Result<usize, GpuError> {
+        let key = (f.cu_function() as usize, threads, smem);
+        let mut cache = self.occupancy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&n) = cache.get(&key) {
+            return Ok(n);
+        }
+        let n = f
+            .occupancy_max_active_blocks_per_multiprocessor(threads, smem, None)
+            .map_err(|e| GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e))?
+            as usize;
+        cache.insert(key, n);
+        Ok(n)
     }
 
     /// Queues `f` with one by-value parameter struct.

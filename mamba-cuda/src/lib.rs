@@ -46,6 +46,9 @@
 //! - `MAMBA_CUDA_SCAN_MAX_NT`: cap on the scan's states per thread.
 //! - `MAMBA_CUDA_SCAN_FUSED`: for [`ScanSplit::Auto`] calls, `0` runs a split
 //!   scan as three kernels, `1` as one cooperative launch wherever it fits.
+//! - The `MAMBA_CUDA_SCAN_*` settings are read once, at the first scan call
+//!   of the process (each read is a lock and a scan of the environment, and a
+//!   call's latency includes the host's work before its first launch).
 
 mod buffer;
 mod causal_conv1d;

@@ -259,19 +259,58 @@ fn combine_lanes(nchunks: usize) -> usize {
         .clamp(1, 32)
 }
 
+/// The scan's tuning and diagnostic settings from the environment, read once
+/// per process: `std::env::var` takes a lock and scans the environment, and
+/// a call's latency includes everything the host does before its first
+/// launch.
+struct Knobs {
+    /// `MAMBA_CUDA_SCAN_COMBINE_W`, see [`combine_w_override`].
+    combine_w: Option<usize>,
+    /// `MAMBA_CUDA_SCAN_PDL`, see [`pdl_on`].
+    pdl: bool,
+    /// `MAMBA_CUDA_SCAN_FUSED`: `Some(false)` for `0`, `Some(true)` for `1`.
+    fused: Option<bool>,
+    /// `MAMBA_CUDA_SCAN_STAGE`, see [`stage_on`].
+    stage: bool,
+    /// `MAMBA_CUDA_SCAN_MAX_NT`, see [`max_nt`].
+    max_nt: usize,
+    /// `MAMBA_CUDA_SCAN_TIMELINE=1`.
+    timeline: bool,
+}
+
+fn knobs() -> &'static Knobs {
+    static KNOBS: std::sync::OnceLock<Knobs> = std::sync::OnceLock::new();
+    KNOBS.get_or_init(|| {
+        let var = |name: &str| std::env::var(name).ok();
+        Knobs {
+            combine_w: var("MAMBA_CUDA_SCAN_COMBINE_W")
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|w| w.is_power_of_two() && *w <= 32),
+            pdl: var("MAMBA_CUDA_SCAN_PDL").is_none_or(|v| v != "0"),
+            fused: match var("MAMBA_CUDA_SCAN_FUSED").as_deref() {
+                Some("0") => Some(false),
+                Some("1") => Some(true),
+                _ => None,
+            },
+            stage: var("MAMBA_CUDA_SCAN_STAGE").is_none_or(|v| v != "0"),
+            max_nt: var("MAMBA_CUDA_SCAN_MAX_NT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(16),
+            timeline: var("MAMBA_CUDA_SCAN_TIMELINE").is_some_and(|v| v == "1"),
+        }
+    })
+}
+
 /// `MAMBA_CUDA_SCAN_COMBINE_W` (a power of two up to 32) overrides the lanes
 /// per chain of either chain step, for A/B.
 fn combine_w_override() -> Option<usize> {
-    std::env::var("MAMBA_CUDA_SCAN_COMBINE_W")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|w| w.is_power_of_two() && *w <= 32)
+    knobs().combine_w
 }
 
 /// `MAMBA_CUDA_SCAN_PDL=0` launches the split scan's second and third
 /// kernels plainly instead of with programmatic dependent launch (for A/B).
 fn pdl_on() -> bool {
-    std::env::var("MAMBA_CUDA_SCAN_PDL").map_or(true, |v| v != "0")
+    knobs().pdl
 }
 
 /// Whether a split call runs as the single cooperative launch
@@ -286,11 +325,9 @@ fn fused_wanted(split: ScanSplit, plan: &ScanPlan) -> bool {
     match split {
         ScanSplit::ThreeKernels => false,
         ScanSplit::OneLaunch => true,
-        ScanSplit::Auto => match std::env::var("MAMBA_CUDA_SCAN_FUSED").as_deref() {
-            Ok("0") => false,
-            Ok("1") => true,
-            _ => plan.nchunks >= 16 && plan.chunk_len >= 64,
-        },
+        ScanSplit::Auto => knobs()
+            .fused
+            .unwrap_or(plan.nchunks >= 16 && plan.chunk_len >= 64),
     }
 }
 
@@ -319,7 +356,7 @@ fn fused_fits(nchunks: usize, npad: usize, w: usize, smem: usize) -> bool {
 /// `MAMBA_CUDA_SCAN_STAGE=0` keeps the plain kernel body (inputs loaded from
 /// global memory group by group) where the staged one could run (for A/B).
 fn stage_on() -> bool {
-    std::env::var("MAMBA_CUDA_SCAN_STAGE").map_or(true, |v| v != "0")
+    knobs().stage
 }
 
 /// Bytes of dynamic shared memory of the staged body (`scan_body_staged`):
@@ -345,10 +382,7 @@ fn stage_fits<T: Element>(g: usize, e: usize, views: &[(u64, usize, usize)]) -> 
 /// `MAMBA_CUDA_SCAN_MAX_NT`: a tuning aid capping the states per thread
 /// (spreading N = 16 over 2 lanes with 8 each, say).
 fn max_nt() -> usize {
-    std::env::var("MAMBA_CUDA_SCAN_MAX_NT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16)
+    knobs().max_nt
 }
 
 fn check_len(what: &str, buf_len: usize, want: usize) -> Result<(), GpuError> {
@@ -440,10 +474,9 @@ impl GpuContext {
         let suffix = format!("{}_nt{}", T::NAME, nt);
         let f_out = self.function(&SELECTIVE_SCAN, &format!("scan_output_{suffix}"))?;
         let props = self.props();
-        let per_sm = f_out
-            .occupancy_max_active_blocks_per_multiprocessor(THREADS as u32, smem as usize, None)
-            .map_err(|e| GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e))?
-            .max(1) as usize;
+        let per_sm = self
+            .blocks_per_sm(&f_out, THREADS as u32, smem as usize)?
+            .max(1);
         let resident = props.sm_count as usize * per_sm * THREADS;
         let plan = plan(shape, resident, max_nt(), inputs.chunk_len);
         let mut p = ScanParams {
@@ -510,15 +543,7 @@ impl GpuContext {
             // the device at once (the staged body only).
             if staged && fused_wanted(inputs.split, &plan) {
                 let f = self.function(&SELECTIVE_SCAN, &format!("scan_fused_{suffix}"))?;
-                let per_sm = f
-                    .occupancy_max_active_blocks_per_multiprocessor(
-                        THREADS as u32,
-                        smem as usize,
-                        None,
-                    )
-                    .map_err(|e| {
-                        GpuError::driver("cuOccupancyMaxActiveBlocksPerMultiprocessor", e)
-                    })? as usize;
+                let per_sm = self.blocks_per_sm(&f, THREADS as u32, smem as usize)?;
                 let blocks = grid_x as usize * plan.nchunks * batch;
                 let w =
                     combine_w_override().unwrap_or_else(|| fused_lanes(plan.nchunks, plan.npad));
@@ -589,7 +614,7 @@ impl GpuContext {
     /// (first, last) globaltimer stamps, u64 pairs held as f32 bit patterns
     /// (first at u64::MAX, last at 0 before the run).
     fn timeline_start(&self, blocks: usize) -> Result<Option<GpuBuffer<f32>>, GpuError> {
-        if !std::env::var("MAMBA_CUDA_SCAN_TIMELINE").is_ok_and(|v| v == "1") {
+        if !knobs().timeline {
             return Ok(None);
         }
         let init: Vec<f32> = (0..40 + 12 * blocks)
