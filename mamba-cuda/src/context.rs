@@ -543,9 +543,9 @@ impl GpuContext {
         params: &P,
     ) -> Result<(), GpuError> {
         use cudarc::driver::sys;
-        // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
-        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        let mut attr = launch_attr(
+            sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        );
         attr.value.programmaticStreamSerializationAllowed = 1;
         self.launch_ex(f, cfg, params, attr)
     }
@@ -560,9 +560,7 @@ impl GpuContext {
         params: &P,
     ) -> Result<(), GpuError> {
         use cudarc::driver::sys;
-        // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
-        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+        let mut attr = launch_attr(sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_COOPERATIVE);
         attr.value.cooperative = 1;
         self.launch_ex(f, cfg, params, attr)
     }
@@ -654,6 +652,17 @@ impl GpuContext {
             "cuMemAlloc(workspace)",
         )
     }
+}
+
+/// A launch attribute of kind `id`, its value zeroed (the caller sets the
+/// field that `id` reads).
+fn launch_attr(
+    id: cudarc::driver::sys::CUlaunchAttributeID,
+) -> cudarc::driver::sys::CUlaunchAttribute {
+    // SAFETY: an all-zero CUlaunchAttribute is valid plain C data.
+    let mut attr: cudarc::driver::sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = id;
+    attr
 }
 
 /// Raises `f`'s dynamic shared memory limit to `bytes` where that is over
