@@ -228,6 +228,16 @@ fn compile_uncached(k: &KernelSource, arch: &str) -> Result<String, GpuError> {
 }
 
 /// PTX of `k` for `compute_{arch}`, from the cache when `use_cache` and present.
+/// A temporary name beside `p` that no other writer uses: the process id
+/// alone was shared by the threads of one process, so two contexts compiling
+/// the same kernel at once could write one file together, and the rename
+/// could publish it half-written.
+fn private_tmp(p: &std::path::Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    p.with_extension(format!("tmp{}-{n}", std::process::id()))
+}
+
 pub(crate) fn compile_ptx(
     k: &KernelSource,
     arch: u32,
@@ -260,7 +270,7 @@ pub(crate) fn compile_ptx(
         // half a file.
         if let Some(dir) = p.parent() {
             if std::fs::create_dir_all(dir).is_ok() {
-                let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+                let tmp = private_tmp(p);
                 if std::fs::write(&tmp, &ptx).is_ok() && std::fs::rename(&tmp, p).is_err() {
                     let _ = std::fs::remove_file(&tmp);
                 }
@@ -268,4 +278,23 @@ pub(crate) fn compile_ptx(
         }
     }
     Ok(ptx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_differ_between_threads() {
+        let p = std::path::Path::new("/cache/selective_scan-sm_90-0123.ptx");
+        let names: Vec<PathBuf> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| (0..100).map(|_| private_tmp(p)).collect::<Vec<_>>()))
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+        assert!(names.iter().all(|n| n.parent() == p.parent() && n != p));
+    }
 }
