@@ -17,6 +17,39 @@ use crate::loader;
 
 /// Runs `f`, turning a panic inside cudarc (say, a symbol missing from an old
 /// driver) into an error instead of unwinding through the caller.
+static DEVICE_GATE: Mutex<()> = Mutex::new(());
+std::thread_local! {
+    static GATE_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Held while this thread does something that must not overlap another
+/// thread's CUDA graph capture, or a capture: capturing a stream (the
+/// decoder's step graphs), loading a module, creating or destroying a cuBLAS
+/// handle, page-locked host allocations and the context-wide synchronize of
+/// their release. The driver invalidates a capture, or has crashed, when one
+/// of those ran on another thread of the process meanwhile (llama.cpp
+/// #13990 met the same with cuBLAS; a test binary here once died in libcuda
+/// with several contexts capturing and loading at once). Re-entrant on one
+/// thread: a capture that loads a kernel does not wait for itself.
+pub(crate) struct DeviceGate(Option<std::sync::MutexGuard<'static, ()>>);
+
+pub(crate) fn device_gate() -> DeviceGate {
+    if GATE_HELD.with(|h| h.get()) {
+        return DeviceGate(None);
+    }
+    let g = DEVICE_GATE.lock().unwrap_or_else(|e| e.into_inner());
+    GATE_HELD.with(|h| h.set(true));
+    DeviceGate(Some(g))
+}
+
+impl Drop for DeviceGate {
+    fn drop(&mut self) {
+        if self.0.take().is_some() {
+            GATE_HELD.with(|h| h.set(false));
+        }
+    }
+}
+
 pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> Result<R, GpuError>) -> Result<R, GpuError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
@@ -229,6 +262,7 @@ impl GpuContext {
     /// shared DRAM on an integrated one.
     pub(crate) fn host_mapped(&self, bytes: usize) -> Result<HostMapped, GpuError> {
         use cudarc::driver::{result, sys};
+        let _gate = device_gate();
         guard("cuMemHostAlloc", || {
             self.ctx
                 .bind_to_thread()
@@ -410,6 +444,23 @@ impl GpuContext {
         guard("synchronize", || self.synchronize_inner())
     }
 
+    /// Queues a fill of every byte of `buf` with `byte` (cuMemsetD8Async).
+    pub fn fill<T: Element>(&self, buf: &mut GpuBuffer<T>, byte: u8) -> Result<(), GpuError> {
+        let (ptr, bytes) = (buf.ptr, buf.len() * std::mem::size_of::<T>());
+        let stream = &self.stream;
+        guard("cuMemsetD8Async", || {
+            stream
+                .context()
+                .bind_to_thread()
+                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+            // SAFETY: [ptr, ptr + bytes) is `buf`'s allocation, queued on
+            // our stream; a buffer is freed in stream order (CudaSlice's
+            // drop), so never before the fill has run.
+            unsafe { cudarc::driver::result::memset_d8_async(ptr, byte, bytes, stream.cu_stream()) }
+                .map_err(|e| GpuError::driver("cuMemsetD8Async", e))
+        })
+    }
+
     /// Times the device work that `f` queues, with CUDA events around it;
     /// returns milliseconds. Waits for that work to finish.
     pub fn time_ms(&self, f: impl FnOnce() -> Result<(), GpuError>) -> Result<f32, GpuError> {
@@ -439,27 +490,49 @@ impl GpuContext {
         k: &'static KernelSource,
         name: &str,
     ) -> Result<CudaFunction, GpuError> {
+        if let Some(f) = self
+            .functions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(f.clone());
+        }
+        // No lock is held while waiting for the device gate (a thread that
+        // holds it, capturing, may look functions up on its own context).
+        let cached = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(k.name)
+            .cloned();
+        let module = match cached {
+            Some(m) => m,
+            None => {
+                // Two threads may both compile the file here: the second
+                // reads the first's PTX from the disk cache, or compiles again.
+                let ptx = compile::compile_ptx(k, self.arch, true)?;
+                let _gate = device_gate();
+                let mut mods = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+                match mods.get(k.name) {
+                    Some(m) => m.clone(),
+                    None => {
+                        let m = self
+                            .ctx
+                            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                            .map_err(|e| {
+                                GpuError::driver(&format!("cuModuleLoadData({})", k.name), e)
+                            })?;
+                        mods.insert(k.name, m.clone());
+                        m
+                    }
+                }
+            }
+        };
         let mut fns = self.functions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = fns.get(name) {
             return Ok(f.clone());
         }
-        let module = {
-            let mut mods = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-            match mods.get(k.name) {
-                Some(m) => m.clone(),
-                None => {
-                    let ptx = compile::compile_ptx(k, self.arch, true)?;
-                    let m = self
-                        .ctx
-                        .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                        .map_err(|e| {
-                            GpuError::driver(&format!("cuModuleLoadData({})", k.name), e)
-                        })?;
-                    mods.insert(k.name, m.clone());
-                    m
-                }
-            }
-        };
         let f = module
             .load_function(name)
             .map_err(|e| GpuError::driver(&format!("cuModuleGetFunction({name})"), e))?;
@@ -716,10 +789,45 @@ impl HostMapped {
 
 impl Drop for HostMapped {
     fn drop(&mut self) {
+        let _gate = device_gate();
         let _ = self.ctx.bind_to_thread();
         // Kernels queued on the context's stream may still read it.
         let _ = self.ctx.synchronize();
         // SAFETY: allocated by cuMemHostAlloc in `host_mapped`, freed once.
         let _ = unsafe { cudarc::driver::result::free_host(self.host.cast()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn device_gate_is_reentrant_and_exclusive() {
+        // Re-entrant on one thread (a capture that loads a module).
+        {
+            let _a = device_gate();
+            let _b = device_gate();
+        }
+        // Released: other threads get it, one at a time.
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let _g = device_gate();
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::hint::spin_loop();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+        // And this thread can take it again.
+        let _c = device_gate();
     }
 }

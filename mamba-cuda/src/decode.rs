@@ -1360,6 +1360,9 @@ impl<'c> GpuDecoder<'c> {
     /// Captures one step of `b` streams on the decoder's stream into a graph.
     fn capture(&self, mode: Mode, b: usize) -> Result<Option<CudaGraph>, GpuError> {
         let stream = self.ctx.stream().clone();
+        // No module load, cuBLAS handle or context-wide synchronize on
+        // another thread while the stream captures (see `device_gate`).
+        let _gate = crate::context::device_gate();
         guard("cuStreamBeginCapture", || {
             stream
                 .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)

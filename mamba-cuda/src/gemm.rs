@@ -104,8 +104,18 @@ pub(crate) struct Operand {
 
 /// A cuBLAS handle on the context's stream.
 pub(crate) struct Blas {
-    inner: CudaBlas,
+    /// Always `Some` until dropped (destroyed under the device gate).
+    inner: Option<CudaBlas>,
     stream: Arc<CudaStream>,
+}
+
+impl Drop for Blas {
+    fn drop(&mut self) {
+        // cublasDestroy synchronizes the device: never during another
+        // thread's graph capture (see `device_gate`).
+        let _gate = crate::context::device_gate();
+        drop(self.inner.take());
+    }
 }
 
 fn to_c(what: &str, v: usize) -> Result<i32, GpuError> {
@@ -117,11 +127,12 @@ impl Blas {
     /// handle to `ctx`'s stream.
     pub(crate) fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
         loader::cublas_available()?;
+        let _gate = crate::context::device_gate();
         guard("cublasCreate", || {
             let inner = CudaBlas::new(ctx.stream().clone())
                 .map_err(|e| GpuError::driver("cublasCreate", e))?;
             Ok(Self {
-                inner,
+                inner: Some(inner),
                 stream: ctx.stream().clone(),
             })
         })
@@ -148,6 +159,9 @@ impl Blas {
         let alpha = 1.0f32;
         let (mc, nc, kc) = (to_c("m", m)?, to_c("n", n)?, to_c("k", k)?);
         let (ldx, ldw, ldy) = (to_c("ldx", x.ld)?, to_c("ldw", w.ld)?, to_c("ldy", y.ld)?);
+        let Some(blas) = &self.inner else {
+            return Err(GpuError::invalid("cuBLAS handle already destroyed"));
+        };
         guard("cublasGemmEx", || {
             // cuBLAS works in the calling thread's current context: make it ours.
             self.stream
@@ -158,7 +172,7 @@ impl Blas {
             // alpha and beta are host f32, as COMPUTE_32F expects.
             unsafe {
                 result::gemm_ex(
-                    *self.inner.handle(),
+                    *blas.handle(),
                     sys::cublasOperation_t::CUBLAS_OP_T,
                     sys::cublasOperation_t::CUBLAS_OP_N,
                     nc,
