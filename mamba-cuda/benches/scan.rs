@@ -3,6 +3,17 @@
 //! inputs, with CUDA events: the median of many runs after a warm-up, rotating
 //! several input sets so the L2 cache does not hold them.
 //!
+//! Three times per shape and type:
+//! - `ms` (the table's, and the speed-up's): as `triton.testing.do_bench`
+//!   times a function, the way such reference tables are measured: a 256 MiB
+//!   fill flushes the L2 before each call, then the events and the call are
+//!   queued behind it, so the events time the GPU's work (kernels and the
+//!   gaps between them), not the host's time to queue the first launch.
+//! - `from idle`: the events around a call queued on an idle GPU, so the
+//!   host's work before its first launch is included (what one call costs
+//!   an application that waits for each).
+//! - `back to back`: the mean of 10 calls queued at once.
+//!
 //! `cargo bench -p mamba-cuda --bench scan [-- --chunk TOKENS] [-- --runs N]`
 
 use half::bf16;
@@ -49,7 +60,10 @@ fn random<T: Element>(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<T> {
 }
 
 struct Row {
+    /// Median, each call queued behind an L2 flush (do_bench's method), ms.
     ms: f64,
+    /// Median, each call queued on an idle GPU, ms.
+    idle_ms: f64,
     gbs: f64,
     /// Mean of 10 calls queued back to back (host gaps between a call's
     /// launches hidden behind the previous call), ms.
@@ -123,9 +137,16 @@ fn bench<T: Element>(
         run(&mut sets[i % nsets])?;
     }
     gpu.synchronize()?;
+    let mut idle = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let s = &mut sets[i % nsets];
+        idle.push(gpu.time_ms(|| run(s))? as f64);
+    }
+    let mut flush = gpu.alloc::<f32>(ROTATE_BYTES / 4)?;
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs {
         let s = &mut sets[i % nsets];
+        gpu.fill(&mut flush, (i & 0xff) as u8)?;
         times.push(gpu.time_ms(|| run(s))? as f64);
     }
     // A NaN or an unwritten output would make the timing meaningless.
@@ -137,6 +158,7 @@ fn bench<T: Element>(
         )));
     }
     times.sort_by(f64::total_cmp);
+    idle.sort_by(f64::total_cmp);
     let ms = times[times.len() / 2];
     let mut b2b = Vec::new();
     let mut host = Vec::new();
@@ -161,6 +183,7 @@ fn bench<T: Element>(
     let bytes = (4 * tok + 2 * bc) * t + (2 * e + e * N) * 4 + batch * e * N * 4;
     Ok(Row {
         ms,
+        idle_ms: idle[idle.len() / 2],
         gbs: bytes as f64 / (ms * 1e-3) / 1e9,
         b2b_ms: b2b[b2b.len() / 2],
         host_us: host[host.len() / 2],
@@ -192,7 +215,7 @@ fn main() {
         }
     };
     println!(
-        "selective scan, N = {N}, z/D/delta bias/softplus on; {} ({} SMs, cc {:?}); chunk {}; median of {runs}",
+        "selective scan, N = {N}, z/D/delta bias/softplus on; {} ({} SMs, cc {:?}); chunk {}; median of {runs}, each call after an L2 flush (do_bench's method; see the file's header)",
         gpu.device_name(),
         gpu.sm_count(),
         gpu.compute_capability(),
@@ -210,6 +233,7 @@ fn main() {
         let skipped = || {
             Ok(Row {
                 ms: f64::NAN,
+                idle_ms: f64::NAN,
                 gbs: f64::NAN,
                 b2b_ms: f64::NAN,
                 host_us: f64::NAN,
@@ -239,8 +263,8 @@ fn main() {
                     a.ms, a.gbs, b.ms, b.gbs
                 );
                 println!(
-                    "    back-to-back ms f32 {:.3} bf16 {:.3}; host queueing us f32 {:.1} bf16 {:.1}; path f32 {:?} bf16 {:?}",
-                    a.b2b_ms, b.b2b_ms, a.host_us, b.host_us, a.path, b.path
+                    "    from idle ms f32 {:.3} bf16 {:.3}; back to back ms f32 {:.3} bf16 {:.3}; host queueing us f32 {:.1} bf16 {:.1}; path f32 {:?} bf16 {:?}",
+                    a.idle_ms, b.idle_ms, a.b2b_ms, b.b2b_ms, a.host_us, b.host_us, a.path, b.path
                 );
             }
             (a, b) => {

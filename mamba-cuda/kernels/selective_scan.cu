@@ -96,7 +96,7 @@ struct ScanParams {
     int N;
     int G;          // lanes per channel (a power of two)
     int npad;       // N rounded up to G * NT (a power of two)
-    int chunk_len;  // tokens per chunk
+    int chunk_len;  // tokens of the longest chunk (chunk c: chunk_begin(c) .. chunk_begin(c + 1))
     int nchunks;
     int tile_len;   // tokens of B and C staged in shared memory at once (a power of two)
     int staged;     // 1: scan_body_staged (G == 1, u/delta/z rows 16-byte aligned; see there)
@@ -291,6 +291,12 @@ __device__ __forceinline__ void group_leave(unsigned int* cnt, unsigned int nb) 
     if (threadIdx.x == 0 && atomicAdd(cnt, 1u) == 3u * nb - 1u) atomicExch(cnt, 0u);
 }
 
+// Chunk c of a split sequence is tokens [c L / n, (c + 1) L / n): even
+// chunks, none longer than p.chunk_len (the host's `plan` cuts the same way).
+__device__ __forceinline__ int chunk_begin(const ScanParams& p, int c) {
+    return (int)(((long long)c * p.L) / p.nchunks);
+}
+
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 
@@ -441,8 +447,8 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
     const bool writer = e_ok && g == 0;
 
     if (!OUTPUT) scan_pdl_launch();  // the combine pass may launch and wait
-    const int t_begin = c * p.chunk_len;
-    const int t_end = min(p.L, t_begin + p.chunk_len);
+    const int t_begin = chunk_begin(p, c);
+    const int t_end = chunk_begin(p, c + 1);
     // Per-thread pointers at the chunk's first token, advanced token by token.
     const T* up = (const T*)p.u + (long long)b * p.u_bs + (long long)t_begin * p.u_rs + e;
     const T* dp = (const T*)p.delta + (long long)b * p.delta_bs + (long long)t_begin * p.delta_rs + e;
@@ -588,6 +594,13 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
 // stored to shared memory (as f32, zero-padded to NPAD) after tile k.
 // The output kernel issues its first tile before waiting for the combine pass
 // (programmatic dependent launch): only the start state depends on it.
+#ifndef SCAN_FIRST_TILE
+// Tokens of a staged sweep's first tile (at most TT, the tile). Every block
+// of a sweep starts at once and waits for its first tile; a short one (4)
+// let the H200's first sweep start computing ~1 us sooner, but the call was
+// no faster (NOTES.md, v12), so the default keeps whole tiles.
+#define SCAN_FIRST_TILE 64
+#endif
 template <typename T>
 struct Stage {
     static constexpr int TT = 32 / sizeof(T);               // tokens per tile
@@ -666,14 +679,15 @@ struct StageSrc {
         dst = (row0 * SCAN_THREADS + col) * ES;
         ok = live && e0 + col < E;
     }
-    // Queues this thread's copies of a tile of nt rows into `tile` (bytes).
-    __device__ __forceinline__ void issue(char* tile, int nt) {
+    // Queues this thread's copies of a tile of nt rows into `tile` (bytes),
+    // then moves on `adv` rows (the tile's length, TT but for a short first tile).
+    __device__ __forceinline__ void issue(char* tile, int nt, int adv) {
 #pragma unroll
         for (int h = 0; h < A::NCOPY; ++h) {
             if (row0 + h * A::STEP < nt && ok)
                 stage_copy16(tile + dst + h * A::STEP * SCAN_THREADS * ES, src + h * A::STEP * rs);
         }
-        src += TT * rs;
+        src += adv * rs;
     }
 };
 
@@ -702,9 +716,16 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     const int b = FUSED ? blockIdx.y : blockIdx.z;
     const bool has_z = OUTPUT && p.z != nullptr;
 
-    const int t_begin = c * p.chunk_len;
-    const int t_end = min(p.L, t_begin + p.chunk_len);
-    const int ntiles = (t_end - t_begin + TT - 1) / TT;
+    const int t_begin = chunk_begin(p, c);
+    const int t_end = chunk_begin(p, c + 1);
+    // Tile 0 is FT tokens, the rest TT: every block of a sweep starts at
+    // once and waits for its first tile, so a short one lets compute start
+    // before the whole burst of first tiles has come in (SCAN_FIRST_TILE).
+    constexpr int FT = SCAN_FIRST_TILE < TT ? SCAN_FIRST_TILE : TT;
+    const int len = t_end - t_begin;
+    const int ntiles = len <= FT ? (len > 0 ? 1 : 0) : 1 + (len - FT + TT - 1) / TT;
+    // First token of tile k, relative to t_begin.
+    auto tile_at = [&](int k) { return k == 0 ? 0 : FT + (k - 1) * TT; };
     const T* Bp = (const T*)p.B + (long long)b * p.B_bs;
     const T* Cp = (const T*)p.C + (long long)b * p.C_bs;
 
@@ -726,11 +747,12 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     // into bcv (asm volatile loads: issued here, not sunk to their use after
     // the tile). Rows past the chunk's end are not copied (never read).
     auto issue = [&](int k) {
-        const int nt = min(TT, t_end - (t_begin + k * TT));
+        const int adv = k == 0 ? FT : TT;
+        const int nt = min(adv, len - tile_at(k));
         char* buf = raw + (k & 1) * BUF;
-        cu.issue(buf, nt);
-        if (OUTPUT) cz.issue(buf + OFF_Z, nt);
-        cd.issue(buf + OFF_D, nt);
+        cu.issue(buf, nt, adv);
+        if (OUTPUT) cz.issue(buf + OFF_Z, nt, adv);
+        cd.issue(buf + OFF_D, nt, adv);
 #pragma unroll
         for (int j = 0; j < S::BC_PER; ++j) {
             const int tt = bc_row + j * bc_step;
@@ -741,8 +763,8 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
                 if (OUTPUT) bcv[2 * j + 1] = ldg_early(csrc + (long long)(j * bc_step) * p.C_rs);
             }
         }
-        bsrc += TT * p.B_rs;
-        if (OUTPUT) csrc += TT * p.C_rs;
+        bsrc += adv * p.B_rs;
+        if (OUTPUT) csrc += adv * p.C_rs;
     };
     auto store_bc = [&]() {
 #pragma unroll
@@ -810,7 +832,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     };
 
     for (int k = 0; k < ntiles; ++k) {
-        const int nt = min(TT, t_end - (t_begin + k * TT));
+        const int nt = min(k == 0 ? FT : TT, len - tile_at(k));
         __syncthreads();  // tile k - 1 is consumed: sB / sC and buffer (k + 1) & 1 are free
         store_bc();
         if (k + 1 < ntiles) {
@@ -835,6 +857,9 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         if (nt == TT) {
 #pragma unroll
             for (int tt = 0; tt < TT; ++tt) run(tt);
+        } else if (FT < TT && nt == FT) {
+#pragma unroll
+            for (int tt = 0; tt < FT; ++tt) run(tt);
         } else {
             for (int tt = 0; tt < nt; ++tt) run(tt);
         }

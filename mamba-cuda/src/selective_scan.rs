@@ -209,6 +209,13 @@ pub(crate) fn tile_len(npad: usize) -> usize {
 /// channels alone would fill less than half of that: a single pass at half
 /// occupancy beats doing the exponentials twice (measured on the H200:
 /// 16 x 5120 channels run faster in one pass, 8 x 1536 much faster split).
+///
+/// The chunks are as many as one full wave of output blocks holds (every
+/// chunk's block runs at once: rounding up left a second wave of a few blocks
+/// that took as long as the first, NOTES.md v7), and the sequence is cut
+/// evenly among them: chunk c is tokens [c L / n, (c + 1) L / n) (the kernels
+/// compute the same), so no SM gets a longer chunk than another. `chunk_len`
+/// is the longest chunk. An override asks for chunks of at most that length.
 pub(crate) fn plan(
     shape: ScanShape,
     resident_threads: usize,
@@ -217,30 +224,32 @@ pub(crate) fn plan(
 ) -> ScanPlan {
     let (nt, g, npad) = state_split(shape.state, max_nt);
     let l = shape.len;
-    let chunk_len = match chunk_override {
-        Some(c) => c.max(1),
-        None => {
-            let per_chunk = shape.batch * shape.channels * g;
-            if per_chunk * 2 >= resident_threads {
-                l
-            } else {
-                // At most one full wave of threads: every chunk's block runs
-                // at once (rounding up left a second wave of a few blocks
-                // that took as long as the first: NOTES.md, v7).
-                let blocks = shape.batch * shape.channels.div_ceil(THREADS / g);
-                let want = (resident_threads / THREADS / blocks).max(1);
-                l.div_ceil(want).max(MIN_CHUNK)
+    let nchunks = if l == 0 {
+        1
+    } else {
+        let want = match chunk_override {
+            Some(c) => l.div_ceil(c.max(1)),
+            None => {
+                let per_chunk = shape.batch * shape.channels * g;
+                if per_chunk * 2 >= resident_threads {
+                    1
+                } else {
+                    let blocks = shape.batch * shape.channels.div_ceil(THREADS / g);
+                    (resident_threads / THREADS / blocks)
+                        .max(1)
+                        .min((l / MIN_CHUNK).max(1))
+                }
             }
-        }
+        };
+        // Grid y (the chunks) is at most 65535.
+        want.clamp(1, l.min(65535))
     };
-    // Grid y is at most 65535.
-    let chunk_len = chunk_len.max(l.div_ceil(65535)).min(l);
     ScanPlan {
         nt,
         g,
         npad,
-        chunk_len,
-        nchunks: l.div_ceil(chunk_len),
+        chunk_len: l.div_ceil(nchunks),
+        nchunks,
         tile_len: tile_len(npad),
     }
 }
@@ -862,12 +871,23 @@ mod tests {
                 "{p:?}"
             );
         }
-        for l in [1, 7, 31, 32, 33, 1000, 5000] {
-            let p = plan(shape(1, l, 4, 16), H200, 16, None);
-            assert!(
-                p.nchunks * p.chunk_len >= l && (p.nchunks - 1) * p.chunk_len < l,
-                "{l}: {p:?}"
-            );
+        // Even chunks of at least MIN_CHUNK tokens, none empty.
+        for l in [1, 7, 31, 32, 33, 1000, 5000, 200_000] {
+            for chunk in [None, Some(1), Some(37), Some(l)] {
+                let p = plan(shape(1, l, 4, 16), H200, 16, chunk);
+                assert!(
+                    p.nchunks >= 1
+                        && p.nchunks <= l.min(65535)
+                        && p.chunk_len == l.div_ceil(p.nchunks)
+                        && (chunk.is_some() || p.nchunks == 1 || l / p.nchunks >= MIN_CHUNK)
+                        && chunk.is_none_or(|c| p.chunk_len <= c || p.nchunks == 65535),
+                    "{l} {chunk:?}: {p:?}"
+                );
+            }
         }
+        // 1 x 1536 x 2048 on an H200 at 5 blocks an SM: 55 chunks of 37-38
+        // tokens, so the output sweep fills every block slot once.
+        let p = plan(shape(1, 2048, 1536, 16), 132 * 5 * 128, 16, None);
+        assert_eq!((p.nchunks, p.chunk_len), (55, 38), "{p:?}");
     }
 }
