@@ -27,7 +27,7 @@
 //   A              : (E, N) f32;  D, delta_bias: (E) f32
 //   s0, s_final    : (batch, E, N) f32, contiguous
 //   chunk_state    : (batch, nchunks, E, NPAD) f32 workspace
-//   chunk_dsum     : (batch, nchunks, E) f32 workspace
+//   chunk_dsum     : (batch, E, nchunks) f32 workspace
 // bf16 values travel as their raw 16 bits (unsigned short); all arithmetic is f32.
 
 #define SCAN_THREADS 128
@@ -289,6 +289,15 @@ __device__ __forceinline__ void group_wait(unsigned int* cnt, unsigned int targe
 }
 __device__ __forceinline__ void group_leave(unsigned int* cnt, unsigned int nb) {
     if (threadIdx.x == 0 && atomicAdd(cnt, 1u) == 3u * nb - 1u) atomicExch(cnt, 0u);
+}
+
+// The chunks' dt sums are stored (batch, E, nchunks): a channel's chunks
+// side by side, so a chain lane of scan_combine reads its segment's sums
+// from one or two sectors instead of one sector a chunk ((batch, nchunks, E)
+// measured 0.7% slower at 1 x 1536 x 2048 on the H200; NOTES.md, v12).
+// Index of chunk c's sum of channel e, sequence b.
+__device__ __forceinline__ long long dsum_at(const ScanParams& p, int b, int c, int e) {
+    return ((long long)b * p.E + e) * p.nchunks + c;
 }
 
 // Chunk c of a split sequence is tokens [c L / n, (c + 1) L / n): even
@@ -574,7 +583,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
         float* st = p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD + n0;
 #pragma unroll
         for (int j = 0; j < NT; ++j) st[j] = s[j];
-        if (g == 0) p.chunk_dsum[((long long)b * p.nchunks + c) * p.E + e] = dsum;
+        if (g == 0) p.chunk_dsum[dsum_at(p, b, c, e)] = dsum;
     }
 }
 
@@ -878,7 +887,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     }
     if (!OUTPUT) {
         gst_row<NT>(p.chunk_state + (((long long)b * p.nchunks + c) * p.E + e) * NPAD, s);
-        p.chunk_dsum[((long long)b * p.nchunks + c) * p.E + e] = dsum;
+        p.chunk_dsum[dsum_at(p, b, c, e)] = dsum;
     }
 }
 
@@ -919,7 +928,7 @@ __device__ __forceinline__ void combine_chain(const ScanParams& p, int b, long l
     const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
     const long long cstride = per_batch;  // from chunk c to c + 1
     float* st = p.chunk_state + (long long)b * p.nchunks * per_batch + en;
-    const float* ds = p.chunk_dsum + (long long)b * p.nchunks * p.E + e;
+    const float* ds = p.chunk_dsum + dsum_at(p, b, 0, e);  // chunk c's at ds[c]
     // Chunks 1 .. nchunks - 1 get a start state; summaries exist for chunks
     // 0 .. nchunks - 2 (the last chunk has none).
     const int last = p.nchunks - 2;  // the last chunk with a summary
@@ -934,7 +943,7 @@ __device__ __forceinline__ void combine_chain(const ScanParams& p, int b, long l
             const int c = c0 + k;
             const bool ok = c < c_hi && c <= last;
             h[k] = ok ? st[c * cstride] : 0.0f;
-            d[k] = ok ? ds[(long long)c * p.E] : 0.0f;
+            d[k] = ok ? ds[c] : 0.0f;
         }
     };
     // The segment's map (a chunk past the end has d = 0, h = 0: identity).
@@ -1004,7 +1013,7 @@ __device__ __forceinline__ void fused_combine(const ScanParams& p) {
     const int b = blockIdx.y;
     const int tid = threadIdx.x;
     const long long cstride = (long long)p.E * NT;
-    const float* dsum = p.chunk_dsum + (long long)b * nb * p.E;
+
     // Block-uniform trips (CHAINS * W and the stride are multiples of
     // SCAN_THREADS): the barriers and the chain's shuffles see every lane.
     for (int q0 = blockIdx.z * SCAN_THREADS; q0 < CHAINS * W; q0 += nb * SCAN_THREADS) {
@@ -1035,7 +1044,7 @@ __device__ __forceinline__ void fused_combine(const ScanParams& p) {
             const int jj = i / nsum;
             const int cc = i - jj * nsum;
             const int ee = min(blockIdx.x * SCAN_THREADS + j0 + jj, p.E - 1);
-            smem[i] = dsum[(long long)cc * p.E + ee];
+            smem[i] = p.chunk_dsum[dsum_at(p, b, cc, ee)];
         }
         __syncthreads();
         const float* dt = smem + (j - j0) * nsum;  // chunk c's sum at dt[c]
