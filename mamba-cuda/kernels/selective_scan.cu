@@ -610,6 +610,7 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
 // no faster (NOTES.md, v12), so the default keeps whole tiles.
 #define SCAN_FIRST_TILE 64
 #endif
+static_assert(SCAN_FIRST_TILE >= 1, "SCAN_FIRST_TILE: at least one token");
 template <typename T>
 struct Stage {
     static constexpr int TT = 32 / sizeof(T);               // tokens per tile

@@ -227,7 +227,6 @@ fn compile_uncached(k: &KernelSource, arch: &str) -> Result<String, GpuError> {
     }
 }
 
-/// PTX of `k` for `compute_{arch}`, from the cache when `use_cache` and present.
 /// A temporary name beside `p` that no other writer uses: the process id
 /// alone was shared by the threads of one process, so two contexts compiling
 /// the same kernel at once could write one file together, and the rename
@@ -238,6 +237,7 @@ fn private_tmp(p: &std::path::Path) -> PathBuf {
     p.with_extension(format!("tmp{}-{n}", std::process::id()))
 }
 
+/// PTX of `k` for `compute_{arch}`, from the cache when `use_cache` and present.
 pub(crate) fn compile_ptx(
     k: &KernelSource,
     arch: u32,
@@ -271,7 +271,8 @@ pub(crate) fn compile_ptx(
         if let Some(dir) = p.parent() {
             if std::fs::create_dir_all(dir).is_ok() {
                 let tmp = private_tmp(p);
-                if std::fs::write(&tmp, &ptx).is_ok() && std::fs::rename(&tmp, p).is_err() {
+                // A failed write or rename leaves no temporary file behind.
+                if !(std::fs::write(&tmp, &ptx).is_ok() && std::fs::rename(&tmp, p).is_ok()) {
                     let _ = std::fs::remove_file(&tmp);
                 }
             }

@@ -15,8 +15,6 @@ use crate::compile::{self, KernelSource};
 use crate::error::{GpuError, NoGpu};
 use crate::loader;
 
-/// Runs `f`, turning a panic inside cudarc (say, a symbol missing from an old
-/// driver) into an error instead of unwinding through the caller.
 static DEVICE_GATE: Mutex<()> = Mutex::new(());
 std::thread_local! {
     static GATE_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -50,6 +48,8 @@ impl Drop for DeviceGate {
     }
 }
 
+/// Runs `f`, turning a panic inside cudarc (say, a symbol missing from an old
+/// driver) into an error instead of unwinding through the caller.
 pub(crate) fn guard<R>(what: &str, f: impl FnOnce() -> Result<R, GpuError>) -> Result<R, GpuError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
@@ -446,6 +446,11 @@ impl GpuContext {
 
     /// Queues a fill of every byte of `buf` with `byte` (cuMemsetD8Async).
     pub fn fill<T: Element>(&self, buf: &mut GpuBuffer<T>, byte: u8) -> Result<(), GpuError> {
+        if !Arc::ptr_eq(buf.raw.stream(), &self.stream) {
+            return Err(GpuError::invalid(
+                "fill: the buffer belongs to another GpuContext (stream)",
+            ));
+        }
         let (ptr, bytes) = (buf.ptr, buf.len() * std::mem::size_of::<T>());
         let stream = &self.stream;
         guard("cuMemsetD8Async", || {
@@ -453,9 +458,9 @@ impl GpuContext {
                 .context()
                 .bind_to_thread()
                 .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
-            // SAFETY: [ptr, ptr + bytes) is `buf`'s allocation, queued on
-            // our stream; a buffer is freed in stream order (CudaSlice's
-            // drop), so never before the fill has run.
+            // SAFETY: [ptr, ptr + bytes) is `buf`'s allocation, made on our
+            // stream (checked above); it is freed in that stream's order
+            // (CudaSlice's drop), so never before the fill has run.
             unsafe { cudarc::driver::result::memset_d8_async(ptr, byte, bytes, stream.cu_stream()) }
                 .map_err(|e| GpuError::driver("cuMemsetD8Async", e))
         })
@@ -498,34 +503,38 @@ impl GpuContext {
         {
             return Ok(f.clone());
         }
-        // No lock is held while waiting for the device gate (a thread that
-        // holds it, capturing, may look functions up on its own context).
-        let cached = self
+        // A miss. The PTX is compiled (or read from the disk cache) outside
+        // every lock; the loads run under the device gate, the kernel's too:
+        // with lazy loading (the default since CUDA 12.2) cuModuleGetFunction
+        // is what loads it. No map lock is held while waiting for the gate.
+        let have_module = self
             .modules
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(k.name)
-            .cloned();
-        let module = match cached {
-            Some(m) => m,
-            None => {
-                // Two threads may both compile the file here: the second
-                // reads the first's PTX from the disk cache, or compiles again.
-                let ptx = compile::compile_ptx(k, self.arch, true)?;
-                let _gate = device_gate();
-                let mut mods = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-                match mods.get(k.name) {
-                    Some(m) => m.clone(),
-                    None => {
-                        let m = self
-                            .ctx
-                            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                            .map_err(|e| {
-                                GpuError::driver(&format!("cuModuleLoadData({})", k.name), e)
-                            })?;
-                        mods.insert(k.name, m.clone());
-                        m
-                    }
+            .contains_key(k.name);
+        let ptx = if have_module {
+            None
+        } else {
+            Some(compile::compile_ptx(k, self.arch, true)?)
+        };
+        let _gate = device_gate();
+        let module = {
+            let mut mods = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            match mods.get(k.name) {
+                Some(m) => m.clone(),
+                None => {
+                    let ptx = match ptx {
+                        Some(p) => p,
+                        None => compile::compile_ptx(k, self.arch, true)?,
+                    };
+                    let m = self
+                        .ctx
+                        .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                        .map_err(|e| {
+                            GpuError::driver(&format!("cuModuleLoadData({})", k.name), e)
+                        })?;
+                    mods.insert(k.name, m.clone());
+                    m
                 }
             }
         };
@@ -778,6 +787,22 @@ pub(crate) struct HostMapped {
 unsafe impl Send for HostMapped {}
 // SAFETY: shared access only reads the pointer values.
 unsafe impl Sync for HostMapped {}
+
+impl Drop for GpuContext {
+    fn drop(&mut self) {
+        // A module unloads when its last handle goes, often here: under the
+        // device gate, like its load (see `device_gate`).
+        let _gate = device_gate();
+        self.functions
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.modules
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
 
 impl HostMapped {
     /// The host view, to fill it (only while no queued kernel reads it).

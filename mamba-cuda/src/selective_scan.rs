@@ -542,6 +542,17 @@ impl GpuContext {
         // Held until the last launch is queued (see `GpuContext::workspace`).
         let mut _ws_guard = None;
         if plan.nchunks > 1 {
+            // The kernels are looked up (loaded, on first use, under the
+            // device gate) before the workspace is locked: nothing waits for
+            // the gate while holding a workspace.
+            let try_fused = staged && fused_wanted(inputs.split, &plan);
+            let f_fused = if try_fused {
+                Some(self.function(&SELECTIVE_SCAN, &format!("scan_fused_{suffix}"))?)
+            } else {
+                None
+            };
+            let f_state = self.function(&SELECTIVE_SCAN, &format!("scan_chunk_state_{suffix}"))?;
+            let f_combine = self.function(&SELECTIVE_SCAN, "scan_combine")?;
             let state_elems = batch * plan.nchunks * e * plan.npad;
             let dsum_elems = batch * plan.nchunks * e;
             let (guard, ws) = self.workspace((state_elems + dsum_elems) * 4)?;
@@ -550,9 +561,8 @@ impl GpuContext {
             p.chunk_dsum = ws + (state_elems * 4) as u64;
             // The whole split in one cooperative launch where the grid fits
             // the device at once (the staged body only).
-            if staged && fused_wanted(inputs.split, &plan) {
-                let f = self.function(&SELECTIVE_SCAN, &format!("scan_fused_{suffix}"))?;
-                let per_sm = self.blocks_per_sm(&f, THREADS as u32, smem as usize)?;
+            if let Some(f) = &f_fused {
+                let per_sm = self.blocks_per_sm(f, THREADS as u32, smem as usize)?;
                 let blocks = grid_x as usize * plan.nchunks * batch;
                 let w =
                     combine_w_override().unwrap_or_else(|| fused_lanes(plan.nchunks, plan.npad));
@@ -571,7 +581,7 @@ impl GpuContext {
                         shared_mem_bytes: smem,
                     };
                     // Refused (the device is shared, say): the three kernels.
-                    if self.try_launch_cooperative(&f, cfg, &pf).is_ok() {
+                    if self.try_launch_cooperative(f, cfg, &pf).is_ok() {
                         drop(cguard);
                         if let Some(b) = timeline {
                             self.timeline_print(&b, grid_x as usize)?;
@@ -580,14 +590,12 @@ impl GpuContext {
                     }
                 }
             }
-            let f = self.function(&SELECTIVE_SCAN, &format!("scan_chunk_state_{suffix}"))?;
             let cfg = LaunchConfig {
                 grid_dim: (grid_x, (plan.nchunks - 1) as u32, batch as u32),
                 block_dim: (THREADS as u32, 1, 1),
                 shared_mem_bytes: smem,
             };
-            self.launch(&f, cfg, &p)?;
-            let f = self.function(&SELECTIVE_SCAN, "scan_combine")?;
+            self.launch(&f_state, cfg, &p)?;
             let w = combine_w_override().unwrap_or_else(|| combine_lanes(plan.nchunks));
             p.comb_w = w as i32;
             let threads = batch * e * plan.npad * w;
@@ -600,7 +608,7 @@ impl GpuContext {
                 block_dim: (COMBINE_THREADS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
-            launch_next(&f, cfg, &p)?;
+            launch_next(&f_combine, cfg, &p)?;
         }
         let cfg = LaunchConfig {
             grid_dim: (grid_x, plan.nchunks as u32, batch as u32),
