@@ -1014,7 +1014,6 @@ __device__ __forceinline__ void fused_combine(const ScanParams& p) {
     const int b = blockIdx.y;
     const int tid = threadIdx.x;
     const long long cstride = (long long)p.E * NT;
-
     // Block-uniform trips (CHAINS * W and the stride are multiples of
     // SCAN_THREADS): the barriers and the chain's shuffles see every lane.
     for (int q0 = blockIdx.z * SCAN_THREADS; q0 < CHAINS * W; q0 += nb * SCAN_THREADS) {

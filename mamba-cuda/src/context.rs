@@ -264,9 +264,7 @@ impl GpuContext {
         use cudarc::driver::{result, sys};
         let _gate = device_gate();
         guard("cuMemHostAlloc", || {
-            self.ctx
-                .bind_to_thread()
-                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+            self.bind()?;
             let len = bytes.max(1);
             // SAFETY: the context is current; PORTABLE | DEVICEMAP asks for
             // pinned memory visible to the device; freed in Drop.
@@ -313,6 +311,14 @@ impl GpuContext {
     /// The context's one stream (for cuBLAS).
     pub(crate) fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
+    }
+
+    /// Makes this context current on the calling thread, for driver calls
+    /// made directly rather than through cudarc's wrappers (which bind).
+    pub(crate) fn bind(&self) -> Result<(), GpuError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))
     }
 
     /// A zeroed device allocation of `bytes` bytes (at least 1), untyped.
@@ -454,10 +460,7 @@ impl GpuContext {
         let (ptr, bytes) = (buf.ptr, buf.len() * std::mem::size_of::<T>());
         let stream = &self.stream;
         guard("cuMemsetD8Async", || {
-            stream
-                .context()
-                .bind_to_thread()
-                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+            self.bind()?;
             // SAFETY: [ptr, ptr + bytes) is `buf`'s allocation, made on our
             // stream (checked above); it is freed in that stream's order
             // (CudaSlice's drop), so never before the fill has run.
@@ -659,10 +662,7 @@ impl GpuContext {
         allow_dynamic_smem(f, cfg.shared_mem_bytes)?;
         let stream = &self.stream;
         guard("cuLaunchKernelEx", || {
-            stream
-                .context()
-                .bind_to_thread()
-                .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+            self.bind()?;
             let lc = sys::CUlaunchConfig {
                 gridDimX: cfg.grid_dim.0,
                 gridDimY: cfg.grid_dim.1,

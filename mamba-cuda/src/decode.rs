@@ -993,11 +993,7 @@ impl<'c> GpuDecoder<'c> {
     }
 
     fn bind(&self) -> Result<sys::CUstream, GpuError> {
-        self.ctx
-            .stream()
-            .context()
-            .bind_to_thread()
-            .map_err(|e| GpuError::driver("cuCtxSetCurrent", e))?;
+        self.ctx.bind()?;
         Ok(self.ctx.stream().cu_stream())
     }
 
