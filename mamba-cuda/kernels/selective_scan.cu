@@ -31,6 +31,17 @@
 // bf16 values travel as their raw 16 bits (unsigned short); all arithmetic is f32.
 
 #define SCAN_THREADS 128
+#define COMBINE_THREADS 256  // scan_combine's block (the host's COMBINE_THREADS)
+#ifndef SCAN_COMBINE_REMAP
+// 1: scan_combine's lanes of one segment are neighbours (a warp loads and
+// stores whole 128-byte lines of chunk states, one L1 wavefront each) and
+// the segments meet in shared memory; 0: a chain's W lanes are neighbours
+// and meet by shuffles (a warp touches W lines of 32 bytes per load). On the
+// H200, 1 is 1-2% faster at 1 x 1536 x 2048 (bf16 0.049 against 0.050 ms
+// in four alternating rounds; the chain step 2.8-3.9 us against 3.1-4.6)
+// and the same at 8 x 1536 x 2048 (NOTES.md, v13).
+#define SCAN_COMBINE_REMAP 1
+#endif
 // Tokens loaded together before they are used; the host's tiles are multiples
 // of it (GROUP in selective_scan.rs).
 #define SCAN_GROUP 4
@@ -897,10 +908,11 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
 // start state (c >= 1; slot 0 is left as it was). The chain of one (b, e, n)
 // is cut into W = p.comb_w segments of consecutive chunks, one per lane of a
 // group of W lanes: each lane loads its segment's summaries at once, folds
-// them into one map x -> P x + H, a shuffle scan over the W lanes gives each
-// segment its entering state, and the lane walks its segment writing start
-// states. One round of memory latency where a single serial chain took one
-// per COMBINE_AHEAD chunks (4 at 64 chunks, ~4 us on the H200; NOTES.md, v9).
+// them into one map x -> P x + H, the W lanes' maps (met in shared memory,
+// SCAN_COMBINE_REMAP, or by a shuffle scan) give each segment its entering
+// state, and the lane walks its segment writing start states. One round of
+// memory latency where a single serial chain took one per COMBINE_AHEAD
+// chunks (4 at 64 chunks, ~4 us on the H200; NOTES.md, v9).
 #define COMBINE_SEG 16
 // The state entering lane w's segment of a chain cut into W segments on
 // consecutive lanes (a power of two, every lane of the warp here): each lane
@@ -920,11 +932,23 @@ __device__ __forceinline__ float segment_entry(float P, float H, int w, int W, f
     const float He = __shfl_up_sync(0xffffffffu, H, 1, W);
     return w == 0 ? e0 : fmaf(Pe, e0, He);
 }
+// The same through shared memory (SCAN_COMBINE_REMAP): lane w of chain j of
+// the block's CH chains is thread w * CH + j; every thread of the block calls it.
+__device__ __forceinline__ float segment_entry_smem(float P, float H, int w, int j, int CH, float e0) {
+    __shared__ float sP[COMBINE_THREADS], sH[COMBINE_THREADS];
+    sP[threadIdx.x] = P;
+    sH[threadIdx.x] = H;
+    __syncthreads();
+    float carry = e0;
+    for (int v = 0; v < w; ++v) carry = fmaf(sP[v * CH + j], carry, sH[v * CH + j]);
+    return carry;
+}
 // One lane w of W of the chain of (b, e, n) (en = e * NPAD + n). A lane that
 // is not `live` computes on a valid chain and writes nothing: the shuffles
-// need every lane of the group.
+// (or the barrier) need every lane. `j`: the chain's index in the block
+// (SCAN_COMBINE_REMAP only).
 __device__ __forceinline__ void combine_chain(const ScanParams& p, int b, long long en, int e, int n, int w, int W,
-                                              bool live) {
+                                              bool live, int j) {
     const long long per_batch = (long long)p.E * p.npad;
     const float A2 = n < p.N ? p.A[(long long)e * p.N + n] * LOG2E : 0.0f;
     const long long cstride = per_batch;  // from chunk c to c + 1
@@ -957,7 +981,12 @@ __device__ __forceinline__ void combine_chain(const ScanParams& p, int b, long l
             dsum += d[k];
         }
     }
+#if SCAN_COMBINE_REMAP
+    float carry = segment_entry_smem(fast_exp2(A2 * dsum), H, w, j, COMBINE_THREADS / W, e0);
+#else
+    (void)j;
     float carry = segment_entry(fast_exp2(A2 * dsum), H, w, W, e0);
+#endif
     // Walk the segment (a segment of at most COMBINE_SEG chunks is still in
     // registers; a longer one is loaded again, batch by batch).
     if (!live) return;
@@ -974,12 +1003,20 @@ __device__ __forceinline__ void combine_chain(const ScanParams& p, int b, long l
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) scan_combine(ScanParams p) {
+extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) scan_combine(ScanParams p) {
     const int NPAD = p.npad;
     const int W = p.comb_w;
+#if SCAN_COMBINE_REMAP
+    const int CH = COMBINE_THREADS / W;  // chains a block (blockDim.x == COMBINE_THREADS)
+    const int w = threadIdx.x / CH;
+    const int j = threadIdx.x - w * CH;
+    const long long idx = (long long)blockIdx.x * CH + j;  // (b, e, n)
+#else
+    const int j = 0;
     const long long gid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     const int w = (int)(gid & (W - 1));
     const long long idx = gid >> (__ffs(W) - 1);  // (b, e, n)
+#endif
     const long long per_batch = (long long)p.E * NPAD;
     const bool live = idx < per_batch * p.batch;
     const long long ci = live ? idx : 0;
@@ -991,7 +1028,7 @@ extern "C" __global__ void __launch_bounds__(256) scan_combine(ScanParams p) {
     scan_pdl_launch();  // the output pass may launch and load its inputs
     scan_pdl_wait();    // the chunk-state pass wrote the summaries
     tl_mark(p, 4);
-    combine_chain(p, b, en, e, n, w, W, live);
+    combine_chain(p, b, en, e, n, w, W, live, j);
     tl_mark(p, 9);
 }
 
