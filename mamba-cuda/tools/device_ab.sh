@@ -9,7 +9,7 @@ source "$(dirname "$0")/device_env.sh"
 for r in $(seq 1 ${ROUNDS:-3}); do
     for v in $VARIANTS; do
         IFS='|' read -r label opts envs <<< "$v"
-        line=$( ( use_variant "$opts" "$envs"; timeout 60 $D/scan_bench --runs ${RUNS:-25} --only ${ROW:-0} ${TYPE:---bf16} 2>&1 ) | grep -A1 -E "^ +[0-9]+ +[0-9]+ +[0-9]+ \|" | tr -s ' ' | tr '\n' ' ')
+        line=$(use_variant "$opts" "$envs"; scan_row)
         echo "round $r $label: $line"
     done
 done

@@ -7,8 +7,7 @@ set -u
 source "$(dirname "$0")/device_env.sh"
 for r in $(seq 1 ${ROUNDS:-2}); do
     for ch in planner ${CHUNKS:-34 38 40 43 47 52}; do
-        arg=""; [ "$ch" != planner ] && arg="--chunk $ch"
-        line=$(timeout 60 $D/scan_bench --runs ${RUNS:-25} --only ${ROW:-0} ${TYPE:---bf16} $arg 2>&1 | grep -A1 -E "^ +[0-9]+ +[0-9]+ +[0-9]+ \|" | tr -s ' ' | tr '\n' ' ')
+        if [ "$ch" = planner ]; then line=$(scan_row); else line=$(scan_row --chunk "$ch"); fi
         echo "round $r chunk $ch: $line"
     done
 done

@@ -18,3 +18,9 @@ use_variant() {
     local kv
     for kv in ${2//,/ }; do export "$kv"; done
 }
+# One row of scan_bench as one line (ROW, default 0; TYPE --bf16 or --f32,
+# default --bf16; RUNS, default 25), extra arguments passed on: scan_row [--chunk N].
+scan_row() {
+    timeout 60 $D/scan_bench --runs ${RUNS:-25} --only ${ROW:-0} ${TYPE:---bf16} "$@" 2>&1 |
+        grep -A1 -E "^ +[0-9]+ +[0-9]+ +[0-9]+ \|" | tr -s ' ' | tr '\n' ' '
+}
