@@ -6,7 +6,6 @@
 # From the repository root with stage_device.sh's executables in .device/.
 set -u
 source "$(dirname "$0")/device_env.sh"
-gpu_line
 for r in $(seq 1 ${ROUNDS:-3}); do
     for v in $VARIANTS; do
         IFS='|' read -r label opts envs <<< "$v"

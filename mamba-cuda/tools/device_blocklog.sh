@@ -9,7 +9,6 @@
 # VARIANTS as in device_quick.sh ("label|NVRTC options|NAME=VALUE,...").
 set -u
 source "$(dirname "$0")/device_env.sh"
-gpu_line
 here=$(dirname "$0")
 for v in ${VARIANTS:-default||}; do
   IFS='|' read -r label opts envs <<< "$v"

@@ -8,7 +8,6 @@
 # space: NVRTC options and NAME=VALUE environment settings for that variant.
 set -u
 source "$(dirname "$0")/device_env.sh"
-gpu_line
 # Every GPU test binary at once, as CI-like load: seven processes, each with
 # several test threads, compiling into one kernel cache (COLD=1: a fresh,
 # empty cache each round). STRESS=N repeats the round N more times.

@@ -5,7 +5,6 @@
 # repository root with stage_device.sh's executables in .device/.
 set -u
 source "$(dirname "$0")/device_env.sh"
-gpu_line
 for r in $(seq 1 ${ROUNDS:-2}); do
     for ch in planner ${CHUNKS:-34 38 40 43 47 52}; do
         if [ "$ch" = planner ]; then line=$(scan_row); else line=$(scan_row --chunk "$ch"); fi

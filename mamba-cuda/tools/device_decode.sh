@@ -18,7 +18,6 @@
 set -u
 source "$(dirname "$0")/device_env.sh"
 
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 stamp compile
 timeout 60 $D/compile --nocapture 2>&1 | grep -E "compute_|panicked|error|test result" | cut -c1-300
 

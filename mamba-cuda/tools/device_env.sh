@@ -12,11 +12,12 @@ exec > >(tee -a "$OUT/log") 2>&1
 t0=$SECONDS
 stamp() { echo "---- [$((SECONDS - t0))s] $*"; }
 # Which GPU ran it: the same build has measured up to 12% apart on two H200
-# machines (NOTES.md, v14), so every timing script prints this first.
+# machines (NOTES.md, v14), so every script that sources this prints it first.
 gpu_line() {
     nvidia-smi --query-gpu=name,serial,pci.bus_id,driver_version,clocks.sm,clocks.max.sm,clocks.mem \
         --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
 }
+gpu_line
 # Applies a VARIANTS entry's NVRTC options and NAME=VALUE settings (commas
 # stand for spaces) to this shell: use_variant OPTIONS SETTINGS.
 use_variant() {

@@ -9,7 +9,6 @@
 # benchmarks are in device_v9.sh / device_decode.sh. Log in $OUT/log.
 set -u
 source "$(dirname "$0")/device_env.sh"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 
 stamp "tests: compile, causal_conv1d, decode, cuda_decode, cuda_prefill (background), C API"
 pids=()

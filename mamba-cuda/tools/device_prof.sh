@@ -8,7 +8,6 @@
 # executables in .device/.
 set -u
 source "$(dirname "$0")/device_env.sh"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
 if [ -n "$NSYS" ]; then
     stamp "nsys timeline ($NSYS)"

@@ -5,7 +5,6 @@
 # alternating. From the repository root with stage_device.sh's executables in .device/.
 set -u
 source "$(dirname "$0")/device_env.sh"
-nvidia-smi --query-gpu=name,clocks.sm --format=csv,noheader
 for pass in 1 2; do
     for v in ${VARIANTS:-default||}; do
         IFS='|' read -r label opts envs args <<< "$v"

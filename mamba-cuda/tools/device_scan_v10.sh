@@ -7,7 +7,6 @@
 # root with stage_device.sh's executables in .device/.
 set -u
 source "$(dirname "$0")/device_env.sh"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 stamp "scan tests: fused, three kernels; prefill accuracy"
 timeout 120 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_fused.log" 2>&1; echo "fused rc=$? $(grep 'test result' "$OUT/tests_scan_fused.log")"
 MAMBA_CUDA_SCAN_FUSED=0 timeout 120 $D/selective_scan --test-threads=8 > "$OUT/tests_scan_split3.log" 2>&1; echo "split3 rc=$? $(grep 'test result' "$OUT/tests_scan_split3.log")"

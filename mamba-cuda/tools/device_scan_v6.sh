@@ -23,7 +23,6 @@
 #      for) in $OUT/stalls_*.csv.
 set -u
 source "$(dirname "$0")/device_env.sh"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 stamp "tests: selective_scan, cuda_prefill"
 timeout 150 $D/selective_scan --test-threads=8 > "$OUT/tests_scan.log" 2>&1
 echo "selective_scan rc=$?"; grep -E "test result|panicked" "$OUT/tests_scan.log"

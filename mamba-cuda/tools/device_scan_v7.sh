@@ -16,7 +16,6 @@ tests() {  # label
     echo "selective_scan [$1] rc=$?"; grep -E "test result|panicked" "$OUT/tests_scan_$1.log"
 }
 bench() { timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9; }
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 stamp tests
 [ -n "${SKIP_COMPILE:-}" ] || { timeout 120 $D/compile > "$OUT/tests_compile.log" 2>&1; echo "compile rc=$?"; grep -E "test result" "$OUT/tests_compile.log"; }
 tests staged

@@ -7,7 +7,6 @@
 set -u
 source "$(dirname "$0")/device_env.sh"
 bench() { timeout 90 $D/scan_bench --runs 15 2>&1 | grep -v back-to-back | tail -9; }
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 # (Run when the default was the MUFU alone, -DSCAN_POLY_EVERY=0 now.)
 for opts in "-DSCAN_POLY_EVERY=0" "-DSCAN_POLY_EVERY_CS=8 -DSCAN_POLY_EVERY_OUT=8"; do
     export MAMBA_CUDA_NVRTC_OPTIONS="$opts"

@@ -12,7 +12,6 @@
 set -u
 source "$(dirname "$0")/device_env.sh"
 K=mamba-cuda/kernels
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 stamp ptxas
 for f in decode_gemv decode_ssm; do
     cat $K/decode_common.cuh $K/$f.cu > /tmp/$f.cu
