@@ -382,10 +382,9 @@ __device__ __forceinline__ void load_row(const float* row, float (&v)[NT]) {
 // bias), the NT state updates, and (OUTPUT) y = (C . s [summed over the G
 // lanes of the channel] + D u) * silu(z), stored by `writer`; yp advances a row.
 template <typename T, int NT, bool OUTPUT>
-__device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT], float& dsum, T*& yp,
-                                           long long y_rs, float bias, float Dv, bool has_z, int G, bool writer,
-                                           float uu, float dd, float zz, const float* brow, const float* crow) {
-    const float dt = softplus(dd + bias);
+__device__ __forceinline__ void scan_token_dt(float (&s)[NT], const float (&A2)[NT], float& dsum, T*& yp,
+                                              long long y_rs, float Dv, bool has_z, int G, bool writer, float dt,
+                                              float uu, float zz, const float* brow, const float* crow) {
     dsum += dt;
     const float du = dt * uu;
     float bv[NT];
@@ -412,6 +411,13 @@ __device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT]
 #pragma unroll
         for (int j = 0; j < NT; ++j) s[j] = fmaf(state_exp2<OUTPUT>(j, dt * A2[j]), s[j], du * bv[j]);
     }
+}
+template <typename T, int NT, bool OUTPUT>
+__device__ __forceinline__ void scan_token(float (&s)[NT], const float (&A2)[NT], float& dsum, T*& yp,
+                                           long long y_rs, float bias, float Dv, bool has_z, int G, bool writer,
+                                           float uu, float dd, float zz, const float* brow, const float* crow) {
+    scan_token_dt<T, NT, OUTPUT>(s, A2, dsum, yp, y_rs, Dv, has_z, G, writer, softplus(dd + bias), uu, zz, brow,
+                                 crow);
 }
 
 // One (batch, chunk, block of channels) per thread block.
@@ -614,8 +620,19 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
 // stored to shared memory (as f32, zero-padded to NPAD) after tile k.
 // The output kernel issues its first tile before waiting for the combine pass
 // (programmatic dependent launch): only the start state depends on it.
+// A chunk's partial tile (len % TT tokens, run as a loop rather than
+// unrolled) is its first (SCAN_PARTIAL_FIRST; 0: its last), and that loop
+// computes dt a token ahead (SCAN_TAIL_PIPE). Together: 1 x 1536 x 2048 bf16
+// 0.048 against 0.049 ms, 1.57x against 1.52x (NOTES.md, v15).
+#ifndef SCAN_TAIL_PIPE
+#define SCAN_TAIL_PIPE 1
+#endif
+#ifndef SCAN_PARTIAL_FIRST
+#define SCAN_PARTIAL_FIRST 1
+#endif
 #ifndef SCAN_FIRST_TILE
-// Tokens of a staged sweep's first tile (at most TT, the tile). Every block
+// With SCAN_PARTIAL_FIRST=0 only: tokens of a staged sweep's first tile (at
+// most TT, the tile). Every block
 // of a sweep starts at once and waits for its first tile; a short one (4)
 // let the H200's first sweep start computing ~1 us sooner, but the call was
 // no faster (NOTES.md, v12), so the default keeps whole tiles.
@@ -739,14 +756,23 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
 
     const int t_begin = chunk_begin(p, c);
     const int t_end = chunk_begin(p, c + 1);
-    // Tile 0 is FT tokens, the rest TT: every block of a sweep starts at
-    // once and waits for its first tile, so a short one lets compute start
-    // before the whole burst of first tiles has come in (SCAN_FIRST_TILE).
+    // Tile 0 is ft tokens, the rest TT (the last may be shorter): every block
+    // of a sweep starts at once and waits for its first tile, so a short one
+    // lets compute start before the whole burst of first tiles has come in.
     constexpr int FT = SCAN_FIRST_TILE < TT ? SCAN_FIRST_TILE : TT;
     const int len = t_end - t_begin;
-    const int ntiles = len <= FT ? (len > 0 ? 1 : 0) : 1 + (len - FT + TT - 1) / TT;
+#if SCAN_PARTIAL_FIRST
+    // The chunk's partial tile (len % TT tokens) goes first: a short first
+    // tile, and the loop runs while every block of the SM is still sweeping,
+    // not at the end, when fewer are left to hide its latency. Every later
+    // tile is whole.
+    const int ft = len % TT != 0 ? len % TT : TT;
+#else
+    const int ft = FT;
+#endif
+    const int ntiles = len <= ft ? (len > 0 ? 1 : 0) : 1 + (len - ft + TT - 1) / TT;
     // First token of tile k, relative to t_begin.
-    auto tile_at = [&](int k) { return k == 0 ? 0 : FT + (k - 1) * TT; };
+    auto tile_at = [&](int k) { return k == 0 ? 0 : ft + (k - 1) * TT; };
     const T* Bp = (const T*)p.B + (long long)b * p.B_bs;
     const T* Cp = (const T*)p.C + (long long)b * p.C_bs;
 
@@ -768,7 +794,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     // into bcv (asm volatile loads: issued here, not sunk to their use after
     // the tile). Rows past the chunk's end are not copied (never read).
     auto issue = [&](int k) {
-        const int adv = k == 0 ? FT : TT;
+        const int adv = k == 0 ? ft : TT;
         const int nt = min(adv, len - tile_at(k));
         char* buf = raw + (k & 1) * BUF;
         cu.issue(buf, nt, adv);
@@ -853,7 +879,7 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     };
 
     for (int k = 0; k < ntiles; ++k) {
-        const int nt = min(k == 0 ? FT : TT, len - tile_at(k));
+        const int nt = min(k == 0 ? ft : TT, len - tile_at(k));
         __syncthreads();  // tile k - 1 is consumed: sB / sC and buffer (k + 1) & 1 are free
         store_bc();
         if (k + 1 < ntiles) {
@@ -878,11 +904,29 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
         if (nt == TT) {
 #pragma unroll
             for (int tt = 0; tt < TT; ++tt) run(tt);
-        } else if (FT < TT && nt == FT) {
+        } else if (!SCAN_PARTIAL_FIRST && FT < TT && nt == FT) {
 #pragma unroll
             for (int tt = 0; tt < FT; ++tt) run(tt);
         } else {
+#if SCAN_TAIL_PIPE
+            // A partial tile (nt < TT tokens; at most one a chunk) runs as a
+            // loop, one token an iteration: dt of the next token is computed
+            // here, a token ahead, so its softplus (two dependent MUFU
+            // operations after the shared load) is not in front of each
+            // token's state updates. Row nt < TT is inside the buffer: its
+            // value is garbage there, and dt_next of the last round unused.
+            float dt_next = softplus(to_f(sd[0]) + bias);
+            for (int tt = 0; tt < nt; ++tt) {
+                const float dt = dt_next;
+                dt_next = softplus(to_f(sd[(tt + 1) * SCAN_THREADS]) + bias);
+                scan_token_dt<T, NT, OUTPUT>(s, A2, dsum, yp, y_rs, Dv, has_z, 1, e_ok, dt,
+                                             to_f(su[tt * SCAN_THREADS]),
+                                             has_z ? to_f(sz[tt * SCAN_THREADS]) : 0.0f, brow + tt * NPAD,
+                                             crow + tt * NPAD);
+            }
+#else
             for (int tt = 0; tt < nt; ++tt) run(tt);
+#endif
         }
     }
 
