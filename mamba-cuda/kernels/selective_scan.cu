@@ -48,7 +48,8 @@
 // k > 0: every k-th state's exp2 runs on the FMA pipe (poly_exp2), the rest
 // on the MUFU. The chunk-state sweep issues ~93 instructions a token against
 // 18 MUFU operations (144 cycles of the MUFU pipe a warp), the output sweep
-// ~146 against 20 (160): both wait on the MUFU more than on issue. Measured
+// ~146 against 20 (160): both wait on the MUFU more than on issue (those are
+// v8's counts without the polynomials; NOTES.md v15 has today's). Measured
 // on the H200 (NOTES.md, v8): 3 of 16 states in the chunk-state sweep (k = 5)
 // and 2 in the output sweep (k = 8) run the split shapes 2-4% faster than
 // none, the unsplit ones ~1% slower. -DSCAN_POLY_EVERY=0: MUFU only.
@@ -623,7 +624,8 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
 // A chunk's partial tile (len % TT tokens, run as a loop rather than
 // unrolled) is its first (SCAN_PARTIAL_FIRST; 0: its last), and that loop
 // computes dt a token ahead (SCAN_TAIL_PIPE). Together: 1 x 1536 x 2048 bf16
-// 0.048 against 0.049 ms, 1.57x against 1.52x (NOTES.md, v15).
+// 0.048 against 0.049 ms, 1.57x against 1.52x (NOTES.md, v15). Both at 0 is
+// the code before; SCAN_PARTIAL_FIRST=0 alone keeps the look-ahead loop.
 #ifndef SCAN_TAIL_PIPE
 #define SCAN_TAIL_PIPE 1
 #endif
@@ -756,7 +758,8 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
 
     const int t_begin = chunk_begin(p, c);
     const int t_end = chunk_begin(p, c + 1);
-    // Tile 0 is ft tokens, the rest TT (the last may be shorter): every block
+    // Tile 0 is ft tokens, the rest TT (with SCAN_PARTIAL_FIRST=0 the last may
+    // be shorter): every block
     // of a sweep starts at once and waits for its first tile, so a short one
     // lets compute start before the whole burst of first tiles has come in.
     constexpr int FT = SCAN_FIRST_TILE < TT ? SCAN_FIRST_TILE : TT;
@@ -792,7 +795,8 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     const T* csrc = Cp + (long long)(t_begin + bc_row) * p.C_rs + bc_n;
     // Queues tile k's u (z) copies into buffer k & 1 and loads its B and C
     // into bcv (asm volatile loads: issued here, not sunk to their use after
-    // the tile). Rows past the chunk's end are not copied (never read).
+    // the tile). Rows past the chunk's end are not copied (only the partial
+    // tile's look-ahead reads one, and discards what it reads).
     auto issue = [&](int k) {
         const int adv = k == 0 ? ft : TT;
         const int nt = min(adv, len - tile_at(k));

@@ -6,4 +6,4 @@
 set -u
 source "$(dirname "$0")/device_env.sh"
 export PATH=/usr/local/cuda/bin:$PATH
-nvcc -O3 -arch=sm_90 "$(dirname "$0")/micro/mufu.cu" -o /tmp/mufu && /tmp/mufu "${MHZ:-1980}"
+nvcc -O3 -arch=sm_90 "$(dirname "$0")/micro/mufu.cu" -o /tmp/mufu && /tmp/mufu

@@ -5,6 +5,7 @@
 # then alternating A/B rounds of scan_bench rows (ROWS, default "0 3";
 # ROUNDS, default 3; TYPES, default --bf16, or "--bf16 --f32"). From the repository root with
 # stage_device.sh's executables in .device/.
+: "${VARIANTS:?VARIANTS: label|nvrtc-options|ENV=... words}"
 set -u
 source "$(dirname "$0")/device_env.sh"
 for v in ${TESTS-$VARIANTS}; do
@@ -24,7 +25,7 @@ for ty in ${TYPES:---bf16}; do
                 IFS='|' read -r label opts envs <<< "$v"
                 line=$(use_variant "$opts" "$envs"; ROW=$row TYPE=$ty scan_row)
                 # B E L, f32 ms and x, bf16 ms and x, then from idle and back to back (f32, bf16).
-                echo "round $r $label: $(echo "$line" | awk '{print $1, $2, $3, "f32", $5, $8, "bf16", $10, $13, "idle", $18, $20, "b2b", $26, $28}')"
+                echo "round $r $label: $(echo "$line" | awk '{gsub(/;/, ""); print $1, $2, $3, "f32", $5, $8, "bf16", $10, $13, "idle", $18, $20, "b2b", $26, $28}')"
             done
         done
     done
