@@ -634,10 +634,10 @@ __device__ __forceinline__ void scan_body(const ScanParams& p) {
 #endif
 #ifndef SCAN_FIRST_TILE
 // With SCAN_PARTIAL_FIRST=0 only: tokens of a staged sweep's first tile (at
-// most TT, the tile). Every block
-// of a sweep starts at once and waits for its first tile; a short one (4)
-// let the H200's first sweep start computing ~1 us sooner, but the call was
-// no faster (NOTES.md, v12), so the default keeps whole tiles.
+// most TT, the tile). Every block of a sweep starts at once and waits for its
+// first tile; a short one (4) let the H200's first sweep start computing ~1 us
+// sooner, but the call was no faster (NOTES.md, v12), so the default keeps
+// whole tiles.
 #define SCAN_FIRST_TILE 64
 #endif
 static_assert(SCAN_FIRST_TILE >= 1, "SCAN_FIRST_TILE: at least one token");
@@ -759,9 +759,9 @@ __device__ __forceinline__ void scan_body_staged(const ScanParams& p) {
     const int t_begin = chunk_begin(p, c);
     const int t_end = chunk_begin(p, c + 1);
     // Tile 0 is ft tokens, the rest TT (with SCAN_PARTIAL_FIRST=0 the last may
-    // be shorter): every block
-    // of a sweep starts at once and waits for its first tile, so a short one
-    // lets compute start before the whole burst of first tiles has come in.
+    // be shorter): every block of a sweep starts at once and waits for its
+    // first tile, so a short one lets compute start before the whole burst of
+    // first tiles has come in.
     constexpr int FT = SCAN_FIRST_TILE < TT ? SCAN_FIRST_TILE : TT;
     const int len = t_end - t_begin;
 #if SCAN_PARTIAL_FIRST
