@@ -4,12 +4,5 @@
 # "label|nvrtc-options|ENV=..." (commas for spaces), the first usually
 # "base||". ROW (default 0), TYPE (--bf16 or --f32, default --bf16), RUNS.
 # From the repository root with stage_device.sh's executables in .device/.
-set -u
-source "$(dirname "$0")/device_env.sh"
-for r in $(seq 1 ${ROUNDS:-3}); do
-    for v in $VARIANTS; do
-        IFS='|' read -r label opts envs <<< "$v"
-        line=$(use_variant "$opts" "$envs"; scan_row)
-        echo "round $r $label: $line"
-    done
-done
+# The rounds are device_variants.sh's, with its tests left out.
+TESTS="" ROWS="${ROW:-0}" TYPES="${TYPE:---bf16}" exec bash "$(dirname "$0")/device_variants.sh"

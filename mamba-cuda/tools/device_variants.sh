@@ -24,8 +24,9 @@ for ty in ${TYPES:---bf16}; do
             for v in $VARIANTS; do
                 IFS='|' read -r label opts envs <<< "$v"
                 line=$(use_variant "$opts" "$envs"; ROW=$row TYPE=$ty scan_row)
-                # B E L, f32 ms and x, bf16 ms and x, then from idle and back to back (f32, bf16).
-                echo "round $r $label: $(echo "$line" | awk '{gsub(/;/, ""); print $1, $2, $3, "f32", $5, $8, "bf16", $10, $13, "idle", $18, $20, "b2b", $26, $28}')"
+                # B E L; f32 ms, GB/s, x; bf16 ms, GB/s, x; from idle and back to back
+                # (f32, bf16); the path each took.
+                echo "round $r $label: $(echo "$line" | awk '{gsub(/;/, ""); print $1, $2, $3, "f32", $5, $6, $8, "bf16", $10, $11, $13, "idle", $18, $20, "b2b", $26, $28, "path", $(NF - 2), $NF}')"
             done
         done
     done
